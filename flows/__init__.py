@@ -1,0 +1,1 @@
+"""Prefect flows that orchestrate the core in `rollout`, and the `rollout` command that starts them."""

@@ -1,0 +1,99 @@
+"""Brand settings, read from `templates/<brand>/brand.toml`: a new brand is a new folder."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+# The repository's templates folder; ROLLOUT_TEMPLATES points elsewhere (e.g. an installed copy).
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+class BrandError(ValueError):
+    """A brand folder is missing or its brand.toml is incomplete."""
+
+
+@dataclass(frozen=True)
+class ExportHints:
+    """What a brand's CRM export is known to look like; `None` means detect it."""
+
+    delimiter: str | None = None
+    encoding: str | None = None
+    # canonical column name -> header used by this brand's CRM, beyond the built-in aliases
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Brand:
+    slug: str
+    display_name: str
+    mandatory_date: date
+    sender_name: str
+    sender_address: str
+    website: str
+    pin_locations: tuple[str, ...]
+    pin_menu: str
+    daily_quota: int
+    schedule: str | None
+    export: ExportHints
+    folder: Path
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2]
+
+
+def templates_root() -> Path:
+    return Path(os.environ.get("ROLLOUT_TEMPLATES", DEFAULT_TEMPLATES))
+
+
+def brand_slugs(root: Path | None = None) -> list[str]:
+    """Every folder under the templates root that has a brand.toml, sorted."""
+    root = root or templates_root()
+    return sorted(p.parent.name for p in root.glob("*/brand.toml"))
+
+
+def load_brand(slug: str, root: Path | None = None) -> Brand:
+    root = root or templates_root()
+    path = root / slug / "brand.toml"
+    if not path.is_file():
+        known = ", ".join(brand_slugs(root)) or "none"
+        raise BrandError(f"unknown brand {slug!r}: no {path} (known brands: {known})")
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    try:
+        hints = raw.get("export", {})
+        return Brand(
+            slug=slug,
+            display_name=str(raw["display_name"]),
+            mandatory_date=_as_date(raw["mandatory_date"]),
+            sender_name=str(raw["sender_name"]),
+            sender_address=str(raw["sender_address"]),
+            website=str(raw["website"]),
+            pin_locations=tuple(str(x) for x in raw["pin_locations"]),
+            pin_menu=str(raw["pin_menu"]),
+            daily_quota=int(raw.get("daily_quota", 0)),
+            schedule=raw.get("schedule") or None,
+            export=ExportHints(
+                delimiter=hints.get("delimiter"),
+                encoding=hints.get("encoding"),
+                columns={str(k): str(v) for k, v in hints.get("columns", {}).items()},
+            ),
+            folder=path.parent,
+        )
+    except KeyError as missing:
+        raise BrandError(f"{path}: missing setting {missing}") from None
+
+
+def load_brands(slugs: list[str] | None = None, root: Path | None = None) -> list[Brand]:
+    """The named brands, or every brand when `slugs` is empty."""
+    return [load_brand(s, root) for s in (slugs or brand_slugs(root))]
+
+
+def _as_date(value: object) -> date:
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
