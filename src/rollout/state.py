@@ -1,0 +1,502 @@
+"""The state database: the one record of which customer holds which hash and who was mailed.
+
+SQLite in WAL mode. Every change that matters is one transaction: a chunk of customers with
+their hashes and rejects, or one delivery state change. A kill at any moment therefore loses at
+most the chunk in flight, and a re-run reads back what was done instead of doing it again.
+The flow process is the only writer; readers (status, preview) never block it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rollout.model import PinSource, Recipient
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS customers (
+    brand         TEXT NOT NULL,
+    customer_id   TEXT NOT NULL,
+    pin_hash      TEXT NOT NULL,
+    pin_source    TEXT NOT NULL CHECK (pin_source IN ('generated', 'kept')),
+    pin_since     TEXT NOT NULL,
+    first_name    TEXT NOT NULL,
+    last_name     TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    email_problem TEXT,             -- NULL: reachable; else why not (missing_email, bad_email)
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (brand, customer_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rejects (
+    brand       TEXT NOT NULL,
+    row         INTEGER NOT NULL,  -- 0-based data row of the export
+    customer_id TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    PRIMARY KEY (brand, row)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    brand       TEXT NOT NULL,
+    campaign    TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    -- sending: handed to the server, no answer yet; unknown: a run died while sending
+    status      TEXT NOT NULL
+                CHECK (status IN ('sending', 'sent', 'failed', 'unknown', 'bounced')),
+    permanent   INTEGER NOT NULL DEFAULT 0,  -- failed/bounced for good at this address
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    code        INTEGER,
+    reason      TEXT NOT NULL DEFAULT '',
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (brand, campaign, customer_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_by_message_id ON deliveries (message_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (address);
+
+CREATE TABLE IF NOT EXISTS locks (
+    brand       TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    acquired_at TEXT NOT NULL
+);
+"""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    """A customer as the state DB keeps them (no plaintext PIN exists here, ever)."""
+
+    customer_id: str
+    pin_hash: str
+    pin_source: PinSource
+    first_name: str
+    last_name: str
+    email: str
+    email_problem: str | None
+
+
+@dataclass(frozen=True)
+class Reject:
+    row: int
+    customer_id: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    customer_id: str
+    message_id: str
+    address: str
+    status: str
+    permanent: bool
+    attempts: int
+    code: int | None
+    reason: str
+
+
+class LockHeld(RuntimeError):
+    """Another live run holds the brand's lock."""
+
+
+class StateStore:
+    """One connection to the state DB; use from one thread (each task opens its own)."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        self.path = path
+        if read_only:  # for previews and reports: must not create or change anything
+            self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL survives a process kill; only power loss can undo the last commits.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    @classmethod
+    def in_dir(cls, state_dir: Path, read_only: bool = False) -> StateStore:
+        return cls(state_dir / "state.sqlite3", read_only)
+
+    @classmethod
+    def existing(cls, state_dir: Path) -> StateStore | None:
+        """A read-only view of the state DB, or None where no run has made one yet."""
+        path = state_dir / "state.sqlite3"
+        return cls(path, read_only=True) if path.is_file() else None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- PINs -------------------------------------------------------------------------------
+
+    def known_hashes(
+        self, brand: str, customer_ids: Sequence[str]
+    ) -> dict[str, tuple[str, PinSource]]:
+        """customer_id -> (hash, source) for those of `customer_ids` that already hold one."""
+        found: dict[str, tuple[str, PinSource]] = {}
+        for start in range(0, len(customer_ids), 900):  # stay under SQLite's variable limit
+            part = customer_ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                f"SELECT customer_id, pin_hash, pin_source FROM customers "  # noqa: S608 - '?' only
+                f"WHERE brand = ? AND customer_id IN ({marks})",
+                (brand, *part),
+            )
+            found.update((cid, (h, PinSource(src))) for cid, h, src in rows)
+        return found
+
+    def record_chunk(
+        self, brand: str, customers: Iterable[CustomerRecord], rejects: Iterable[Reject]
+    ) -> None:
+        """Store a chunk's customers and rejects in one transaction.
+
+        A customer already present keeps their hash unless the export brings a different
+        valid one (they changed it in the app since): then the export's hash is the truth.
+        """
+        stamp = now()
+        with self.transaction() as db:
+            db.executemany(
+                """
+                INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (brand, customer_id) DO UPDATE SET
+                    pin_since = CASE WHEN excluded.pin_hash = pin_hash THEN pin_since
+                                     ELSE excluded.pin_since END,
+                    pin_source = CASE WHEN excluded.pin_hash = pin_hash THEN pin_source
+                                      ELSE excluded.pin_source END,
+                    pin_hash = excluded.pin_hash,
+                    first_name = excluded.first_name,
+                    last_name = excluded.last_name,
+                    email = excluded.email,
+                    email_problem = excluded.email_problem,
+                    updated_at = excluded.updated_at
+                """,
+                (
+                    (
+                        brand,
+                        c.customer_id,
+                        c.pin_hash,
+                        c.pin_source.value,
+                        stamp,
+                        c.first_name,
+                        c.last_name,
+                        c.email,
+                        c.email_problem,
+                        stamp,
+                    )
+                    for c in customers
+                ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO rejects VALUES (?, ?, ?, ?, ?)",
+                ((brand, r.row, r.customer_id, r.reason, r.detail) for r in rejects),
+            )
+
+    def forget_rejects(self, brand: str) -> None:
+        """Rejects are derived from the export: a new read of it starts them afresh."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM rejects WHERE brand = ?", (brand,))
+
+    def rejects(self, brand: str) -> list[Reject]:
+        rows = self.db.execute(
+            "SELECT row, customer_id, reason, detail FROM rejects WHERE brand = ? ORDER BY row",
+            (brand,),
+        )
+        return [Reject(*r) for r in rows]
+
+    def customer(self, brand: str, customer_id: str) -> CustomerRecord | None:
+        row = self.db.execute(
+            "SELECT customer_id, pin_hash, pin_source, first_name, last_name, email, "
+            "email_problem FROM customers WHERE brand = ? AND customer_id = ?",
+            (brand, customer_id),
+        ).fetchone()
+        return _customer(row) if row else None
+
+    def unreachable(self, brand: str) -> Iterator[tuple[str, str, str, str, str]]:
+        """Customers the e-mail cannot reach: no usable address, or it failed for good there.
+
+        They need another channel (letter, SMS).
+        """
+        yield from self.db.execute(
+            """
+            SELECT customer_id, first_name, last_name, email, email_problem FROM customers
+            WHERE brand = ? AND email_problem IS NOT NULL
+            UNION ALL
+            SELECT c.customer_id, c.first_name, c.last_name, c.email,
+                   d.status || ': ' || coalesce(d.code, '') || ' ' || d.reason
+            FROM customers c JOIN deliveries d
+              ON d.brand = c.brand AND d.customer_id = c.customer_id
+            WHERE c.brand = ? AND d.permanent = 1 AND d.address = c.email
+            ORDER BY 1
+            """,
+            (brand, brand),
+        )
+
+    # --- deliveries -------------------------------------------------------------------------
+
+    def pending_recipients(
+        self, brand: str, campaign: str, after: str = "", limit: int = 1000
+    ) -> list[Recipient]:
+        """Reachable customers with no delivery record yet, in customer_id order (keyset paging)."""
+        rows = self.db.execute(
+            """
+            SELECT c.customer_id, c.first_name, c.last_name, c.email, c.pin_source
+            FROM customers c
+            WHERE c.brand = ? AND c.email_problem IS NULL AND c.customer_id > ?
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.brand = c.brand
+                              AND d.campaign = ? AND d.customer_id = c.customer_id)
+            ORDER BY c.customer_id LIMIT ?
+            """,
+            (brand, after, campaign, limit),
+        )
+        return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
+
+    def iter_pending(
+        self, brand: str, campaign: str, limit: int | None = None, page: int = 1000
+    ) -> Iterator[Recipient]:
+        """All pending recipients (at most `limit`), a page at a time so memory stays flat."""
+        after, left = "", limit
+        while left is None or left > 0:
+            size = page if left is None else min(page, left)
+            batch = self.pending_recipients(brand, campaign, after, size)
+            yield from batch
+            if len(batch) < size:
+                return
+            after = batch[-1].customer_id
+            left = None if left is None else left - len(batch)
+
+    def mailed_ids(self, brand: str, campaign: str) -> set[str]:
+        """Customers with any delivery record (sent, failed, unknown ...): not pending."""
+        rows = self.db.execute(
+            "SELECT customer_id FROM deliveries WHERE brand = ? AND campaign = ?", (brand, campaign)
+        )
+        return {r[0] for r in rows}
+
+    def mark_sending(
+        self, brand: str, campaign: str, customer_id: str, message_id: str, address: str
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                """
+                INSERT INTO deliveries (brand, campaign, customer_id, message_id, address,
+                                        status, attempts, updated_at)
+                VALUES (?, ?, ?, ?, ?, 'sending', 1, ?)
+                ON CONFLICT (brand, campaign, customer_id) DO UPDATE SET
+                    status = 'sending', address = excluded.address,
+                    attempts = attempts + 1, updated_at = excluded.updated_at
+                """,
+                (brand, campaign, customer_id, message_id, address, now()),
+            )
+
+    def mark_finished(
+        self,
+        brand: str,
+        campaign: str,
+        customer_id: str,
+        status: str,
+        code: int | None,
+        reason: str,
+        permanent: bool = False,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                """
+                UPDATE deliveries SET status = ?, code = ?, reason = ?, permanent = ?,
+                       updated_at = ?
+                WHERE brand = ? AND campaign = ? AND customer_id = ?
+                """,
+                (status, code, reason, int(permanent), now(), brand, campaign, customer_id),
+            )
+
+    def release(self, brand: str, campaign: str, customer_id: str) -> None:
+        """The server certainly did not take the message: the customer is pending again."""
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM deliveries WHERE brand = ? AND campaign = ? AND customer_id = ? "
+                "AND status = 'sending'",
+                (brand, campaign, customer_id),
+            )
+
+    def mark_interrupted(self, brand: str, campaign: str) -> int:
+        """A run that died between 'sending' and the answer: the outcome is unknown."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE deliveries SET status = 'unknown', updated_at = ? "
+                "WHERE brand = ? AND campaign = ? AND status = 'sending'",
+                (now(), brand, campaign),
+            )
+            return cur.rowcount
+
+    def deliveries_matching(
+        self, *, message_id: str | None = None, address: str | None = None
+    ) -> list[tuple[str, str, Delivery]]:
+        """(brand, campaign, delivery) for a bounce's Message-ID or address (case-insensitive)."""
+        if message_id is not None:
+            where, arg = "message_id = ?", message_id
+        elif address is not None:
+            where, arg = "lower(address) = lower(?)", address
+        else:
+            raise ValueError("give message_id or address")
+        rows = self.db.execute(
+            "SELECT brand, campaign, customer_id, message_id, address, status, permanent, "
+            f"attempts, code, reason FROM deliveries WHERE {where}",  # noqa: S608 - fixed text
+            (arg,),
+        )
+        return [(r[0], r[1], Delivery(*r[2:6], bool(r[6]), *r[7:])) for r in rows]
+
+    def mark_bounced(
+        self, brand: str, campaign: str, customer_id: str, hard: bool, code: int | None, reason: str
+    ) -> None:
+        """A hard bounce is final at this address; a soft one leaves the customer for resend."""
+        status = "bounced" if hard else "failed"
+        self.mark_finished(brand, campaign, customer_id, status, code, reason, permanent=hard)
+
+    def deliveries(
+        self, brand: str, campaign: str, statuses: Sequence[str] | None = None
+    ) -> list[Delivery]:
+        query = (
+            "SELECT customer_id, message_id, address, status, permanent, attempts, code, reason "
+            "FROM deliveries WHERE brand = ? AND campaign = ?"
+        )
+        args: list[object] = [brand, campaign]
+        if statuses:
+            query += f" AND status IN ({','.join('?' * len(statuses))})"
+            args += list(statuses)
+        rows = self.db.execute(query + " ORDER BY customer_id", args)
+        return [Delivery(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    # --- counts -----------------------------------------------------------------------------
+
+    def counts(self, brand: str, campaign: str) -> dict[str, dict[str, int]]:
+        """Everything `status` shows, as {group: {key: count}}."""
+        q = self.db.execute
+        return {
+            "pins": dict(
+                q("SELECT pin_source, count(*) FROM customers WHERE brand = ? GROUP BY 1", (brand,))
+            ),
+            "rejected": dict(
+                q("SELECT reason, count(*) FROM rejects WHERE brand = ? GROUP BY 1", (brand,))
+            ),
+            "unreachable": dict(
+                q(
+                    "SELECT email_problem, count(*) FROM customers "
+                    "WHERE brand = ? AND email_problem IS NOT NULL GROUP BY 1",
+                    (brand,),
+                )
+            ),
+            "deliveries": dict(
+                q(
+                    "SELECT status, count(*) FROM deliveries WHERE brand = ? AND campaign = ? "
+                    "GROUP BY 1",
+                    (brand, campaign),
+                )
+            ),
+            "failed": dict(
+                q(
+                    "SELECT coalesce(code, 0) || ' ' || reason, count(*) FROM deliveries "
+                    "WHERE brand = ? AND campaign = ? AND status = 'failed' GROUP BY 1",
+                    (brand, campaign),
+                )
+            ),
+        }
+
+    def pending_count(self, brand: str, campaign: str) -> int:
+        row = self.db.execute(
+            """
+            SELECT count(*) FROM customers c
+            WHERE c.brand = ? AND c.email_problem IS NULL
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.brand = c.brand
+                              AND d.campaign = ? AND d.customer_id = c.customer_id)
+            """,
+            (brand, campaign),
+        ).fetchone()
+        return int(row[0])
+
+    # --- the brand lock ---------------------------------------------------------------------
+
+    @contextmanager
+    def brand_lock(self, brand: str, holder: str) -> Iterator[None]:
+        """Keep two runs of one brand from sending at once; a dead holder's lock is taken over."""
+        self._acquire(brand, holder)
+        try:
+            yield
+        finally:
+            with self.transaction() as db:
+                db.execute(
+                    "DELETE FROM locks WHERE brand = ? AND host = ? AND pid = ?",
+                    (brand, socket.gethostname(), os.getpid()),
+                )
+
+    def _acquire(self, brand: str, holder: str) -> None:
+        me = (socket.gethostname(), os.getpid())
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT holder, host, pid, acquired_at FROM locks WHERE brand = ?", (brand,)
+            ).fetchone()
+            if row and (row[1], row[2]) != me and not _is_dead(row[1], row[2]):
+                raise LockHeld(
+                    f"brand {brand} is locked by {row[0]} (pid {row[2]} on {row[1]}, "
+                    f"since {row[3]}); if that process is gone from another host, remove the "
+                    f"lock with `rollout unlock --brand {brand}`"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)", (brand, holder, *me, now())
+            )
+
+    def break_lock(self, brand: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM locks WHERE brand = ?", (brand,)).rowcount > 0
+
+
+def _is_dead(host: str, pid: int) -> bool:
+    """Only a holder on this host can be checked; one elsewhere is assumed alive."""
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _customer(row: Sequence[object]) -> CustomerRecord:
+    return CustomerRecord(
+        customer_id=str(row[0]),
+        pin_hash=str(row[1]),
+        pin_source=PinSource(str(row[2])),
+        first_name=str(row[3]),
+        last_name=str(row[4]),
+        email=str(row[5]),
+        email_problem=None if row[6] is None else str(row[6]),
+    )
