@@ -1,1 +1,20 @@
-"""Prefect flows that orchestrate the core in `rollout`, and the `rollout` command that starts them."""
+"""Prefect flows that orchestrate the core in `rollout`, and the `rollout` command that starts them.
+
+Importing this package sets the embedded defaults that keep Prefect offline and quiet; each can
+be overridden from the environment (see README.md, "Running against a Prefect server").
+"""
+
+import os
+
+_PREFECT_DEFAULTS = {
+    # No usage data, no pings to outside hosts (they also caused "database is locked" noise).
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    # The temporary API server's first start on a fresh PREFECT_HOME can take ~30 s here.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # PIN tasks must never be cached or persisted: their inputs and outputs stay in memory.
+    "PREFECT_TASKS_DISABLE_CACHING": "true",
+    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+}
+for _name, _value in _PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)

@@ -1,0 +1,348 @@
+"""`rollout`: the one command that starts the flows and prints what they did.
+
+Exit codes: 0 all done; 1 someone is left failed or with an unknown outcome; 2 the run could
+not start or stopped on bad input or settings (the message says which file or setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+import flows  # noqa: F401 - sets the embedded Prefect defaults before Prefect is imported
+
+EXAMPLES = """
+examples:
+  rollout run --exports data/samples            PINs, write-back and e-mails (Maildir outbox)
+  rollout pins --brand congstar                 only the PIN stage, one brand
+  rollout preview --brand jamobil --out preview  render the e-mails for review, send nothing
+  ROLLOUT_TRANSPORT=smtp+starttls://mail.example.com:587 rollout notify --rate 50
+  rollout resend --brand congstar --exports newer-exports/
+  rollout bounces /var/mail/bounces/ bounced.csv
+  rollout status --json
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from flows.errors import run_reporting_errors
+
+    return run_reporting_errors(lambda: args.handler(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollout",
+        description="Assign, hash and announce the mandatory Legi-PIN for every brand.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text, options, handler in _COMMANDS:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        for add in options:
+            add(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+# --- option groups ------------------------------------------------------------------------
+
+
+def _brands(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--brand",
+        action="append",
+        dest="brands",
+        metavar="B",
+        help="brand folder name under templates/ (repeatable; default: every brand)",
+    )
+
+
+def _state(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".rollout"),
+        help="state DB, write-back, rejects, reports and outbox (default: .rollout)",
+    )
+
+
+def _exports(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--exports",
+        type=Path,
+        default=Path("data/samples"),
+        help="folder with one <brand>.csv per brand (default: data/samples)",
+    )
+
+
+def _pins(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dask-address",
+        metavar="tcp://HOST:PORT",
+        help="hash on this existing Dask cluster instead of local threads",
+    )
+    p.add_argument(
+        "--chunk-size", type=int, default=5_000, help="customers per unit of work (default 5000)"
+    )
+
+
+def _sending(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--transport",
+        metavar="URL",
+        help="maildir:PATH, smtp://host:port, smtp+starttls://host:port or smtps://host:port "
+        "(default: $ROLLOUT_TRANSPORT, else maildir:<state-dir>/outbox); credentials only from "
+        "$ROLLOUT_SMTP_USER and $ROLLOUT_SMTP_PASSWORD",
+    )
+    p.add_argument("--connections", type=int, default=4, help="SMTP connections (default 4)")
+    p.add_argument("--rate", type=float, help="at most this many messages per second")
+    p.add_argument(
+        "--after-deadline",
+        action="store_true",
+        help="send even though the brand's mandatory date has passed",
+    )
+    p.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        help="act as of this date (YYYY-MM-DD) for the deadline check, e.g. for a rehearsal",
+    )
+
+
+def _wave(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="send to at most N pending customers per brand (default: brand.toml daily_quota, "
+        "0 there meaning all)",
+    )
+
+
+def _as_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_pins(a: argparse.Namespace) -> int:
+    from flows.pins import pins_all
+    from flows.summary import print_pin_summaries
+
+    results = pins_all(a.brands, str(a.exports), str(a.state_dir), a.dask_address, a.chunk_size)
+    print_pin_summaries(results)
+    return 0
+
+
+def cmd_notify(a: argparse.Namespace, resend: bool = False) -> int:
+    from flows.notify import notify_for_brand
+    from flows.summary import finish_with_status
+    from rollout.brands import load_brands
+
+    brands = load_brands(a.brands)
+    for b in brands:
+        if resend and a.exports:
+            _reread(a, b.slug)
+        notify_for_brand(
+            b.slug,
+            str(a.state_dir),
+            a.transport,
+            a.connections,
+            a.rate,
+            getattr(a, "limit", None),
+            a.after_deadline,
+            a.today,
+            resend,
+            getattr(a, "include_unknown", False),
+        )
+    return finish_with_status(a.state_dir, brands)
+
+
+def _reread(a: argparse.Namespace, brand: str) -> None:
+    """Re-read a newer export so changed addresses reach the state DB before re-sending."""
+    from flows.pins import pins_all
+
+    pins_all([brand], str(a.exports), str(a.state_dir), None)
+
+
+def cmd_resend(a: argparse.Namespace) -> int:
+    return cmd_notify(a, resend=True)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from flows.rollout import rollout_run
+    from flows.summary import finish_with_status, print_pin_summaries
+    from rollout.brands import load_brands
+
+    brands = load_brands(a.brands)
+    results = rollout_run(
+        a.brands,
+        str(a.exports),
+        str(a.state_dir),
+        a.transport,
+        a.connections,
+        a.rate,
+        a.limit,
+        a.after_deadline,
+        a.today,
+        a.dask_address,
+    )
+    print_pin_summaries([r["pins"] for r in results.values()])
+    return finish_with_status(a.state_dir, brands)
+
+
+def cmd_preview(a: argparse.Namespace) -> int:
+    from flows.preview import preview_flow
+
+    for line in preview_flow(a.brands, str(a.exports), str(a.state_dir), str(a.out), a.limit):
+        print(line)
+    return 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from flows.summary import print_status, status_rows
+
+    rows = status_rows(a.state_dir, a.brands)
+    if a.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print_status(rows)
+    return 0
+
+
+def cmd_unreachable(a: argparse.Namespace) -> int:
+    from flows.summary import write_unreachable
+
+    count = write_unreachable(a.state_dir, a.brand, a.out)
+    print(f"{count} customers of {a.brand} need another channel: {a.out}")
+    return 0
+
+
+def cmd_unlock(a: argparse.Namespace) -> int:
+    from rollout.state import StateStore
+
+    with StateStore.in_dir(a.state_dir) as store:
+        removed = store.break_lock(a.brand)
+    print(f"lock of {a.brand} {'removed' if removed else 'was not held'}")
+    return 0
+
+
+def cmd_bounces(a: argparse.Namespace) -> int:
+    from flows.bounces import bounces_flow
+
+    print(bounces_flow([str(p) for p in a.paths], str(a.state_dir), a.brands))
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from flows.serve import serve_all
+
+    serve_all(a.exports, a.state_dir, a.transport)
+    return 0
+
+
+def _preview_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("preview"), help="folder (default: preview)")
+    p.add_argument("--limit", type=int, help="render at most N e-mails per brand")
+
+
+def _resend_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--exports",
+        type=Path,
+        help="re-read newer exports from this folder first, so changed addresses are used",
+    )
+    p.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="also re-send to those whose earlier send was interrupted (they may get it twice)",
+    )
+
+
+def _one_brand(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--brand", required=True, help="brand folder name under templates/")
+
+
+def _unreachable_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+
+
+def _bounce_paths(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="Maildir folders, mbox files, .eml files, or CSV files (address,code,reason)",
+    )
+
+
+def _serve_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--transport",
+        metavar="URL",
+        help="transport for the scheduled runs (default: $ROLLOUT_TRANSPORT, else Maildir)",
+    )
+
+
+Option = Callable[[argparse.ArgumentParser], None]
+_COMMANDS: list[tuple[str, str, list[Option], Callable[[argparse.Namespace], int]]] = [
+    (
+        "run",
+        "the main job: PINs and write-back, then e-mail the pending customers",
+        [_brands, _exports, _state, _pins, _sending, _wave],
+        cmd_run,
+    ),
+    (
+        "pins",
+        "read exports, assign and hash PINs, write the exports back",
+        [_brands, _exports, _state, _pins],
+        cmd_pins,
+    ),
+    (
+        "notify",
+        "e-mail everyone who has a PIN and was not mailed yet",
+        [_brands, _state, _sending, _wave],
+        cmd_notify,
+    ),
+    (
+        "preview",
+        "render the e-mails (.eml + index.html) without sending or changing any state",
+        [_brands, _exports, _state, _preview_opts],
+        cmd_preview,
+    ),
+    (
+        "resend",
+        "e-mail again those who did not receive it (failed, bounced)",
+        [_brands, _state, _sending, _resend_opts],
+        cmd_resend,
+    ),
+    (
+        "bounces",
+        "read bounce reports (DSN) and bounce lists, mark customers bounced or for retry",
+        [_bounce_paths, _brands, _state],
+        cmd_bounces,
+    ),
+    ("status", "where each brand's rollout stands", [_brands, _state, _as_json], cmd_status),
+    (
+        "unreachable",
+        "write the customers without a usable address as CSV (for letter or SMS)",
+        [_one_brand, _state, _unreachable_opts],
+        cmd_unreachable,
+    ),
+    (
+        "serve",
+        "serve the scheduled rollout deployments against a Prefect server",
+        [_exports, _state, _serve_opts],
+        cmd_serve,
+    ),
+    ("unlock", "remove a brand's lock left by a run on another host", [_one_brand, _state],
+     cmd_unlock),
+]
+
+if __name__ == "__main__":
+    sys.exit(main())

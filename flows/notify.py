@@ -1,0 +1,107 @@
+"""The notification stage as Prefect flows: send, re-send, preview, and the summary artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from flows.progress import SendProgress
+from rollout.brands import Brand, load_brand, load_brands
+from rollout.delivery import DeliverySettings
+from rollout.notify import NotifySummary, campaign_id, check_deadline, notify_brand, resend_brand
+from rollout.report import brand_status, write_report
+from rollout.state import StateStore
+from rollout.transports import open_transport
+
+DEFAULT_TRANSPORT = "maildir:{state_dir}/outbox"
+
+
+def transport_url(url: str | None, state_dir: str) -> str:
+    """--transport, else ROLLOUT_TRANSPORT, else a Maildir in the state dir (no server needed)."""
+    chosen = url or os.environ.get("ROLLOUT_TRANSPORT") or DEFAULT_TRANSPORT
+    return chosen.format(state_dir=state_dir)
+
+
+@flow(name="legi-pin-notify-brand", persist_result=False)
+def notify_for_brand(
+    brand: str,
+    state_dir: str = ".rollout",
+    transport: str | None = None,
+    connections: int = 4,
+    rate: float | None = None,
+    limit: int | None = None,
+    after_deadline: bool = False,
+    today: date | None = None,
+    resend: bool = False,
+    include_unknown: bool = False,
+) -> dict[str, object]:
+    """Send the announcement to everyone pending (one wave of at most `limit`), or re-send."""
+    b = load_brand(brand)
+    check_deadline(b, today or date.today(), after_deadline)
+    settings = DeliverySettings(connections=connections, rate_per_second=rate)
+    link = open_transport(transport_url(transport, state_dir))
+    limit = limit if limit is not None else (b.daily_quota or None)
+    with StateStore.in_dir(Path(state_dir)) as store, store.brand_lock(b.slug, "notify"):
+        total = _expected(store, b, limit, resend)
+        with SendProgress(b.slug, total) as progress:
+            if resend:
+                job = resend_brand(
+                    b, store, link, settings, include_unknown=include_unknown, progress=progress
+                )
+            else:
+                job = notify_brand(b, store, link, settings, limit=limit, progress=progress)
+            # Sending is asyncio inside; the flow itself stays sync so parents can call it.
+            summary = asyncio.run(job)
+        publish_status(store, b, state_dir, summary)
+    return summary.as_dict()
+
+
+def _expected(store: StateStore, brand: Brand, limit: int | None, resend: bool) -> int:
+    if resend:
+        return len(store.deliveries(brand.slug, campaign_id(brand), ["failed", "bounced"]))
+    pending = store.pending_count(brand.slug, campaign_id(brand))
+    return min(pending, limit) if limit else pending
+
+
+def publish_status(
+    store: StateStore, brand: Brand, state_dir: str, summary: NotifySummary | None = None
+) -> dict[str, object]:
+    """The status table as a Prefect artifact and a JSON report under <state-dir>/reports/."""
+    status = brand_status(store, brand, date.today())
+    if summary is not None:
+        status["run"] = summary.as_dict()
+    write_report(Path(state_dir), brand, status)
+    create_table_artifact(
+        key=f"status-{brand.slug}",
+        table=[{k: json.dumps(v) if isinstance(v, dict) else v for k, v in status.items()}],
+        description=f"Legi-PIN rollout status, {brand.display_name}",
+    )
+    return status
+
+
+@flow(name="legi-pin-resend", persist_result=False)
+def resend_all(
+    brands: list[str] | None = None,
+    state_dir: str = ".rollout",
+    transport: str | None = None,
+    include_unknown: bool = False,
+    after_deadline: bool = False,
+) -> list[dict[str, object]]:
+    """Re-send to the failed and bounced (and, if asked, unknown) customers of every brand."""
+    return [
+        notify_for_brand(
+            b.slug,
+            state_dir,
+            transport,
+            after_deadline=after_deadline,
+            resend=True,
+            include_unknown=include_unknown,
+        )
+        for b in load_brands(brands)
+    ]

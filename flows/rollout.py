@@ -1,0 +1,36 @@
+"""The whole rollout as one flow: PINs for every brand, then the announcement."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow
+
+from flows.notify import notify_for_brand
+from flows.pins import pins_flow_for
+from rollout.brands import load_brands
+
+
+@flow(name="legi-pin-rollout", persist_result=False)
+def rollout_run(
+    brands: list[str] | None = None,
+    exports_dir: str = "data/samples",
+    state_dir: str = ".rollout",
+    transport: str | None = None,
+    connections: int = 4,
+    rate: float | None = None,
+    limit: int | None = None,
+    after_deadline: bool = False,
+    today: date | None = None,
+    dask_address: str | None = None,
+) -> dict[str, dict[str, object]]:
+    """Per brand: assign and write back PINs, then mail the pending customers (one wave)."""
+    pins_flow = pins_flow_for(dask_address)
+    results: dict[str, dict[str, object]] = {}
+    for b in load_brands(brands):
+        pins = pins_flow(b.slug, exports_dir, state_dir)  # type: ignore[operator]
+        sent = notify_for_brand(
+            b.slug, state_dir, transport, connections, rate, limit, after_deadline, today
+        )
+        results[b.slug] = {"pins": pins, "notify": sent}
+    return results

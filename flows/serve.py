@@ -1,0 +1,76 @@
+"""Deployments: a scheduled wave per brand, and ad-hoc preview and re-send runs.
+
+Scheduling needs a Prefect server (`prefect server start`, or PREFECT_API_URL pointing at one):
+the temporary server that plain runs start cannot schedule. A run that the scheduler missed
+(the server or `rollout serve` was down) is not made up in a burst when it comes back: a wave
+that starts more than `max_lateness_minutes` after its slot is skipped, and the next slot
+carries on where the last wave stopped—the state DB knows who is pending.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prefect import flow, get_run_logger, serve
+from prefect.runtime import flow_run
+from prefect.schedules import Cron
+
+from flows.notify import resend_all
+from flows.preview import preview_flow
+from flows.rollout import rollout_run
+from rollout.brands import load_brands
+
+TIMEZONE = "Europe/Berlin"
+
+
+def is_stale(scheduled: datetime, now: datetime, max_lateness: timedelta) -> bool:
+    return now - scheduled > max_lateness
+
+
+@flow(name="legi-pin-scheduled-wave", persist_result=False)
+def scheduled_wave(
+    brand: str,
+    exports_dir: str = "data/samples",
+    state_dir: str = ".rollout",
+    transport: str | None = None,
+    max_lateness_minutes: int = 120,
+) -> dict[str, object]:
+    """One wave: new PINs from the latest export, then the next daily_quota announcements."""
+    scheduled = flow_run.get_scheduled_start_time()
+    if is_stale(scheduled, datetime.now(UTC), timedelta(minutes=max_lateness_minutes)):
+        get_run_logger().warning(
+            "skipping the wave of %s scheduled for %s: it is more than %d minutes late; "
+            "the next scheduled wave continues where the last one stopped",
+            brand,
+            scheduled.isoformat(),
+            max_lateness_minutes,
+        )
+        return {"skipped": True, "scheduled": scheduled.isoformat()}
+    return dict(rollout_run([brand], exports_dir, state_dir, transport))
+
+
+def deployments(exports_dir: Path, state_dir: Path, transport: str | None) -> list[object]:
+    # Runs start in other processes: absolute paths keep them pointing at the same folders.
+    common = {"exports_dir": str(exports_dir.resolve()), "state_dir": str(state_dir.resolve())}
+    waves = [
+        scheduled_wave.to_deployment(
+            name=f"wave-{b.slug}",
+            schedule=Cron(b.schedule, timezone=TIMEZONE) if b.schedule else None,
+            parameters={"brand": b.slug, **common, "transport": transport},
+            description=f"Daily wave for {b.display_name}: PINs, then up to the daily quota.",
+        )
+        for b in load_brands()
+    ]
+    return [
+        *waves,
+        preview_flow.to_deployment(name="preview", parameters=common),
+        resend_all.to_deployment(
+            name="resend", parameters={"state_dir": common["state_dir"], "transport": transport}
+        ),
+    ]
+
+
+def serve_all(exports_dir: Path, state_dir: Path, transport: str | None) -> None:
+    """Serve every deployment until interrupted (Ctrl-C pauses the schedules)."""
+    serve(*deployments(exports_dir, state_dir, transport))  # type: ignore[arg-type]

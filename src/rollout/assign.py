@@ -1,0 +1,160 @@
+"""The PIN stage: export chunks in, hashes recorded and written back, chunk by chunk.
+
+Hashing is the expensive part and may run elsewhere (threads, processes, a Dask cluster), so
+this module takes it as a parameter: `hash_map` turns a stream of batches of
+(customer_id, birth_date) into a stream of hash lists, in order. Everything else—deciding who
+needs a PIN, recording, writing back—happens here, in the one process that writes the state DB.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from rollout.brands import Brand
+from rollout.exports import Export, ExportChunk
+from rollout.model import PinSource
+from rollout.pins import PinHasher, new_pin_hashes
+from rollout.state import CustomerRecord, Reject, StateStore
+from rollout.writeback import WritebackWriter
+
+Batch = list[tuple[str, date | None]]
+HashMap = Callable[[Iterator[Batch]], Iterator[list[str]]]
+
+
+@dataclass
+class PinSummary:
+    brand: str
+    rows_read: int = 0
+    generated: int = 0  # new PINs drawn in this run
+    kept: int = 0  # valid hashes the export already had
+    already_done: int = 0  # PINs a previous (possibly killed) run recorded
+    rejected: Counter[str] = field(default_factory=Counter)
+    unreachable: Counter[str] = field(default_factory=Counter)
+    writeback: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "brand": self.brand,
+            "rows_read": self.rows_read,
+            "generated": self.generated,
+            "kept": self.kept,
+            "already_done": self.already_done,
+            "rejected": dict(self.rejected),
+            "unreachable": dict(self.unreachable),
+            "writeback": self.writeback,
+        }
+
+
+@dataclass
+class _Plan:
+    chunk: ExportChunk
+    known: dict[str, tuple[str, PinSource]]  # what a previous run already recorded
+    needs_pin: Batch
+
+
+def local_hash_map(hasher: PinHasher, threads: int | None = None) -> HashMap:
+    """Hash batch after batch in this process, each batch across `threads` threads."""
+
+    def run(batches: Iterator[Batch]) -> Iterator[list[str]]:
+        for batch in batches:
+            yield new_pin_hashes(batch, hasher, threads) if batch else []
+
+    return run
+
+
+def writeback_path(state_dir: Path, brand: Brand) -> Path:
+    return state_dir / "writeback" / f"{brand.slug}.csv"
+
+
+def assign_pins(
+    export: Export,
+    brand: Brand,
+    store: StateStore,
+    state_dir: Path,
+    hash_map: HashMap,
+    chunk_size: int = 20_000,
+) -> PinSummary:
+    """Give every valid customer of `export` a hash, record it and write the export back."""
+    summary = PinSummary(brand.slug)
+    plans: deque[_Plan] = deque()
+    store.forget_rejects(brand.slug)
+
+    def batches() -> Iterator[Batch]:
+        for chunk in export.chunks(chunk_size):
+            plan = _plan(chunk, store, brand)
+            plans.append(plan)
+            yield plan.needs_pin
+
+    out = writeback_path(state_dir, brand)
+    with WritebackWriter(out, export.format) as writer:
+        for hashes in hash_map(batches()):
+            plan = plans.popleft()
+            rows = plan.chunk.rows.copy()
+            rows[export.format.hash_column] = _commit(plan, hashes, store, brand, summary)
+            writer.write(rows)
+    summary.writeback = str(out)
+    return summary
+
+
+def _plan(chunk: ExportChunk, store: StateStore, brand: Brand) -> _Plan:
+    customers = chunk.customers
+    known = store.known_hashes(brand.slug, customers["customer_id"].tolist())
+    fresh = customers[customers["pin_hash"].isna() & ~customers["customer_id"].isin(known.keys())]
+    return _Plan(chunk, known, list(zip(fresh["customer_id"], fresh["birth_date"], strict=True)))
+
+
+def _commit(
+    plan: _Plan, new_hashes: list[str], store: StateStore, brand: Brand, summary: PinSummary
+) -> list[str]:
+    """Record the chunk in one transaction; return each row's hash, in row order."""
+    if len(new_hashes) != len(plan.needs_pin):
+        raise RuntimeError(f"hashing returned {len(new_hashes)} for {len(plan.needs_pin)} PINs")
+    drawn = dict(zip((cid for cid, _ in plan.needs_pin), new_hashes, strict=True))
+    records = [_record(c, plan.known, drawn) for c in plan.chunk.customers.itertuples(index=False)]
+    rejects = [
+        Reject(int(r.row), str(r.customer_id), str(r.reason), str(r.detail))
+        for r in plan.chunk.rejects.itertuples(index=False)
+    ]
+    store.record_chunk(brand.slug, records, rejects)
+    _count(summary, plan, records, rejects)
+    return [r.pin_hash for r in records]
+
+
+def _record(
+    c: object, known: dict[str, tuple[str, PinSource]], drawn: dict[str, str]
+) -> CustomerRecord:
+    cid: str = getattr(c, "customer_id")  # noqa: B009 - itertuples rows are untyped
+    existing: str | None = getattr(c, "pin_hash")  # noqa: B009
+    if isinstance(existing, str) and existing:
+        pin_hash, source = existing, PinSource.KEPT
+    elif cid in known:
+        pin_hash, source = known[cid]
+    else:
+        pin_hash, source = drawn[cid], PinSource.GENERATED
+    problem = getattr(c, "email_problem")  # noqa: B009
+    return CustomerRecord(
+        customer_id=cid,
+        pin_hash=pin_hash,
+        pin_source=source,
+        first_name=str(getattr(c, "first_name")),  # noqa: B009
+        last_name=str(getattr(c, "last_name")),  # noqa: B009
+        email=str(getattr(c, "email")),  # noqa: B009
+        email_problem=problem if isinstance(problem, str) and problem else None,
+    )
+
+
+def _count(
+    summary: PinSummary, plan: _Plan, records: list[CustomerRecord], rejects: list[Reject]
+) -> None:
+    summary.rows_read += len(records) + len(rejects)
+    summary.generated += len(plan.needs_pin)
+    summary.kept += sum(r.pin_source is PinSource.KEPT for r in records)
+    summary.already_done += sum(
+        r.pin_source is PinSource.GENERATED and r.customer_id in plan.known for r in records
+    )
+    summary.rejected.update(r.reason for r in rejects)
+    summary.unreachable.update(r.email_problem for r in records if r.email_problem)

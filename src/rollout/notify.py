@@ -1,0 +1,208 @@
+"""The notification stage: who is told, in which words, and what the state DB says of each mail.
+
+The state DB is written before each SMTP transaction ('sending') and after its answer ('sent',
+'failed'), so a kill leaves at most the messages in flight as 'unknown': reported, never mailed
+again unless someone asks (`resend --include-unknown`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+
+from rollout.brands import Brand
+from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver
+from rollout.messages import Composer
+from rollout.exports import Export
+from rollout.model import PinSource, Recipient
+from rollout.state import Delivery, StateStore
+from rollout.transports import Transport
+
+
+class DeadlinePassed(RuntimeError):
+    """The announcement would arrive after the date it announces."""
+
+
+def campaign_id(brand: Brand) -> str:
+    """Stable per brand and mandatory date: Message-IDs and delivery records hang off it."""
+    return f"legi-pin-{brand.slug}-{brand.mandatory_date:%Y%m%d}"
+
+
+def check_deadline(brand: Brand, today: date, after_deadline: bool) -> None:
+    if today > brand.mandatory_date and not after_deadline:
+        raise DeadlinePassed(
+            f"{brand.display_name}: the Legi-PIN became mandatory on "
+            f"{brand.mandatory_date:%d.%m.%Y}; an announcement now would come too late. "
+            "Pass --after-deadline to send it anyway."
+        )
+
+
+@dataclass
+class NotifySummary:
+    brand: str
+    campaign: str
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    not_attempted: int = 0
+    unknown_found: int = 0  # left 'sending' by an earlier run that died
+    skipped_permanent: list[str] = field(default_factory=list)
+    blocked: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class StoreJournal:
+    """Delivery's journal, kept in the state DB."""
+
+    def __init__(self, store: StateStore, brand: str, campaign: str) -> None:
+        self.store, self.brand, self.campaign = store, brand, campaign
+
+    def sending(self, message: OutgoingMessage) -> None:
+        self.store.mark_sending(
+            self.brand, self.campaign, message.customer_id, message.message_id, message.recipient
+        )
+
+    def finished(self, outcome: Outcome) -> None:
+        permanent = outcome.status == "failed" and (outcome.code or 0) >= 500
+        self.store.mark_finished(
+            self.brand,
+            self.campaign,
+            outcome.customer_id,
+            outcome.status,
+            outcome.code,
+            outcome.reason,
+            permanent,
+        )
+
+    def released(self, message: OutgoingMessage) -> None:
+        self.store.release(self.brand, self.campaign, message.customer_id)
+
+
+def outgoing(
+    recipients: Iterable[Recipient], composer: Composer, brand: Brand
+) -> Iterator[OutgoingMessage]:
+    """Compose lazily, so memory holds only what the delivery queue holds."""
+    for r in recipients:
+        yield OutgoingMessage(
+            customer_id=r.customer_id,
+            message_id=composer.message_id(r.customer_id),
+            sender=brand.sender_address,
+            recipient=r.email,
+            data=composer.compose_bytes(r),
+        )
+
+
+async def notify_brand(
+    brand: Brand,
+    store: StateStore,
+    transport: Transport,
+    settings: DeliverySettings,
+    *,
+    limit: int | None = None,
+    progress: Callable[[Outcome], None] | None = None,
+) -> NotifySummary:
+    """Mail every reachable customer not yet mailed (at most `limit`: one wave)."""
+    summary = NotifySummary(brand.slug, campaign_id(brand))
+    composer = Composer(brand, summary.campaign)
+    composer.validate()  # a template error stops us before the first mail, not after 1000
+    summary.unknown_found = store.mark_interrupted(brand.slug, summary.campaign)
+    recipients = store.iter_pending(brand.slug, summary.campaign, limit)
+    await _send(brand, store, composer, transport, settings, recipients, summary, progress)
+    return summary
+
+
+async def resend_brand(
+    brand: Brand,
+    store: StateStore,
+    transport: Transport,
+    settings: DeliverySettings,
+    *,
+    include_unknown: bool = False,
+    progress: Callable[[Outcome], None] | None = None,
+) -> NotifySummary:
+    """Mail again those who did not get it: failed, bounced and (if asked) unknown.
+
+    The customer's current address is used (a newer export may have changed it); a permanent
+    failure at an address that is still the same is not tried again but listed.
+    """
+    summary = NotifySummary(brand.slug, campaign_id(brand))
+    composer = Composer(brand, summary.campaign)
+    composer.validate()
+    summary.unknown_found = store.mark_interrupted(brand.slug, summary.campaign)
+    statuses = ["failed", "bounced"] + (["unknown"] if include_unknown else [])
+    retry: list[Recipient] = []
+    for d in store.deliveries(brand.slug, summary.campaign, statuses):
+        recipient = _current_recipient(store, brand, d)
+        if recipient is None or (d.permanent and recipient.email == d.address):
+            summary.skipped_permanent.append(d.customer_id)
+        else:
+            retry.append(recipient)
+    await _send(brand, store, composer, transport, settings, retry, summary, progress)
+    return summary
+
+
+def _current_recipient(store: StateStore, brand: Brand, d: Delivery) -> Recipient | None:
+    c = store.customer(brand.slug, d.customer_id)
+    if c is None or c.email_problem:
+        return None
+    return Recipient(c.customer_id, c.first_name, c.last_name, c.email, c.pin_source)
+
+
+async def _send(
+    brand: Brand,
+    store: StateStore,
+    composer: Composer,
+    transport: Transport,
+    settings: DeliverySettings,
+    recipients: Iterable[Recipient],
+    summary: NotifySummary,
+    progress: Callable[[Outcome], None] | None,
+) -> None:
+    journal = StoreJournal(store, brand.slug, summary.campaign)
+    messages = outgoing(recipients, composer, brand)
+    stats = await deliver(messages, transport, journal, settings, progress)
+    summary.sent, summary.failed, summary.retried = stats.sent, stats.failed, stats.retried
+    summary.not_attempted = stats.not_attempted
+    summary.blocked = str(stats.blocked) if stats.blocked else None
+
+
+@dataclass
+class Audience:
+    """Who an announcement would reach, read from the export without changing any state."""
+
+    recipients: list[Recipient] = field(default_factory=list)
+    unreachable: list[tuple[str, str]] = field(default_factory=list)  # (customer_id, reason)
+    already_mailed: int = 0
+
+
+def preview_audience(
+    export: Export, brand: Brand, store: StateStore | None, limit: int | None = None
+) -> Audience:
+    """The customers `notify` would mail now; the state DB (if any) says who was mailed."""
+    audience = Audience()
+    mailed = store.mailed_ids(brand.slug, campaign_id(brand)) if store else set()
+    for chunk in export.chunks():
+        for reject in chunk.rejects.itertuples(index=False):
+            audience.unreachable.append((str(reject.customer_id), f"rejected: {reject.reason}"))
+        for c in chunk.customers.itertuples(index=False):
+            if c.email_problem:
+                audience.unreachable.append((str(c.customer_id), str(c.email_problem)))
+            elif c.customer_id in mailed:
+                audience.already_mailed += 1
+            elif limit is None or len(audience.recipients) < limit:
+                source = PinSource.KEPT if c.pin_hash else _known_source(store, brand, c)
+                audience.recipients.append(
+                    Recipient(
+                        str(c.customer_id), str(c.first_name), str(c.last_name), str(c.email),
+                        source,
+                    )
+                )
+    return audience
+
+
+def _known_source(store: StateStore | None, brand: Brand, c: object) -> PinSource:
+    record = store.customer(brand.slug, str(getattr(c, "customer_id"))) if store else None  # noqa: B009
+    return record.pin_source if record else PinSource.GENERATED

@@ -1,0 +1,67 @@
+"""Where a brand's rollout stands, derived from the state DB (the one source of truth)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+from rollout.brands import Brand
+from rollout.notify import campaign_id
+from rollout.state import StateStore
+
+STATUS_COLUMNS = (
+    "brand",
+    "mandatory_date",
+    "days_left",
+    "customers",
+    "pins_generated",
+    "pins_kept",
+    "rejected",
+    "unreachable",
+    "sent",
+    "failed",
+    "bounced",
+    "unknown",
+    "sending",
+    "pending",
+)
+
+
+def brand_status(store: StateStore, brand: Brand, today: date) -> dict[str, object]:
+    campaign = campaign_id(brand)
+    counts = store.counts(brand.slug, campaign)
+    pins, deliveries = counts["pins"], counts["deliveries"]
+    return {
+        "brand": brand.slug,
+        "mandatory_date": brand.mandatory_date.isoformat(),
+        "days_left": (brand.mandatory_date - today).days,
+        "customers": sum(pins.values()) + sum(counts["rejected"].values()),
+        "pins_generated": pins.get("generated", 0),
+        "pins_kept": pins.get("kept", 0),
+        "rejected": counts["rejected"],
+        "unreachable": counts["unreachable"],
+        "sent": deliveries.get("sent", 0),
+        "failed": counts["failed"],
+        "bounced": deliveries.get("bounced", 0),
+        "unknown": deliveries.get("unknown", 0),
+        "sending": deliveries.get("sending", 0),
+        "pending": store.pending_count(brand.slug, campaign),
+    }
+
+
+def needs_attention(status: dict[str, object]) -> bool:
+    """Someone is left failed or with an unknown outcome: the run should not exit 0."""
+    failed = status["failed"]
+    return bool(failed) or bool(status["unknown"]) or bool(status["sending"])
+
+
+def write_report(state_dir: Path, brand: Brand, status: dict[str, object]) -> Path:
+    """Atomically (re)write <state-dir>/reports/<brand>.json."""
+    out = state_dir / "reports" / f"{brand.slug}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(status, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    return out
