@@ -13,8 +13,13 @@ from rollout.model import PinSource
 from rollout.state import CustomerRecord, LockHeld, Reject, StateStore
 
 
-def customer(cid: str, pin_hash: str = "$argon2id$h", source: PinSource = PinSource.GENERATED,
-             email: str = "a@example.com", problem: str | None = None) -> CustomerRecord:
+def customer(
+    cid: str,
+    pin_hash: str = "$argon2id$h",
+    source: PinSource = PinSource.GENERATED,
+    email: str = "a@example.com",
+    problem: str | None = None,
+) -> CustomerRecord:
     return CustomerRecord(cid, pin_hash, source, "Max", "Muster", email, problem)
 
 
@@ -27,7 +32,9 @@ def test_a_recorded_hash_survives_a_reopen(tmp_path: Path) -> None:
     with StateStore.in_dir(tmp_path) as s:
         s.record_chunk("congstar", [customer("1", "$argon2id$one")], [])
     with StateStore.in_dir(tmp_path) as s:
-        assert s.known_hashes("congstar", ["1", "2"]) == {"1": ("$argon2id$one", PinSource.GENERATED)}
+        assert s.known_hashes("congstar", ["1", "2"]) == {
+            "1": ("$argon2id$one", PinSource.GENERATED)
+        }
 
 
 def test_a_newer_export_hash_replaces_ours_and_counts_as_kept(store: StateStore) -> None:
