@@ -1,4 +1,4 @@
-"""Shared test set-up: cheap argon2, a private Prefect home, and the real Prefect engine on demand."""
+"""Shared test set-up: cheap argon2, a private Prefect home, the real Prefect engine on demand."""
 
 from __future__ import annotations
 
