@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (brand, campaign, customer_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_message_id ON deliveries (message_id);
-CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (address);
+CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (lower(address));
 
 CREATE TABLE IF NOT EXISTS locks (
     brand       TEXT PRIMARY KEY,
@@ -107,6 +107,27 @@ class Delivery:
     attempts: int
     code: int | None
     reason: str
+    updated_at: str  # when the delivery last changed: the latest send, for 'sent'
+
+
+DELIVERY_COLUMNS = (
+    "customer_id, message_id, address, status, permanent, attempts, code, reason, updated_at"
+)
+
+
+def _delivery(row: Sequence[object]) -> Delivery:
+    cid, mid, address, status, permanent, attempts, code, reason, updated = row
+    return Delivery(
+        str(cid),
+        str(mid),
+        str(address),
+        str(status),
+        bool(permanent),
+        int(attempts),  # type: ignore[call-overload]
+        None if code is None else int(code),  # type: ignore[call-overload]
+        str(reason),
+        str(updated),
+    )
 
 
 class LockHeld(RuntimeError):
@@ -261,6 +282,14 @@ class StateStore:
             (brand, brand),
         )
 
+    def mark_unreachable(self, brand: str, customer_id: str, problem: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE customers SET email_problem = ?, updated_at = ? "
+                "WHERE brand = ? AND customer_id = ?",
+                (problem, now(), brand, customer_id),
+            )
+
     # --- deliveries -------------------------------------------------------------------------
 
     def pending_recipients(
@@ -367,11 +396,11 @@ class StateStore:
         else:
             raise ValueError("give message_id or address")
         rows = self.db.execute(
-            "SELECT brand, campaign, customer_id, message_id, address, status, permanent, "
-            f"attempts, code, reason FROM deliveries WHERE {where}",  # noqa: S608 - fixed text
+            f"SELECT brand, campaign, {DELIVERY_COLUMNS} "  # noqa: S608 - fixed text
+            f"FROM deliveries WHERE {where}",
             (arg,),
         )
-        return [(r[0], r[1], Delivery(*r[2:6], bool(r[6]), *r[7:])) for r in rows]
+        return [(r[0], r[1], _delivery(r[2:])) for r in rows]
 
     def mark_bounced(
         self, brand: str, campaign: str, customer_id: str, hard: bool, code: int | None, reason: str
@@ -383,16 +412,13 @@ class StateStore:
     def deliveries(
         self, brand: str, campaign: str, statuses: Sequence[str] | None = None
     ) -> list[Delivery]:
-        query = (
-            "SELECT customer_id, message_id, address, status, permanent, attempts, code, reason "
-            "FROM deliveries WHERE brand = ? AND campaign = ?"
-        )
+        query = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE brand = ? AND campaign = ?"  # noqa: S608
         args: list[object] = [brand, campaign]
         if statuses:
             query += f" AND status IN ({','.join('?' * len(statuses))})"
             args += list(statuses)
         rows = self.db.execute(query + " ORDER BY customer_id", args)
-        return [Delivery(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
+        return [_delivery(r) for r in rows]
 
     # --- counts -----------------------------------------------------------------------------
 

@@ -1,0 +1,26 @@
+"""Bounces as a Prefect flow: DSNs and bounce lists into the state DB (see rollout.bounces)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from rollout.bounces import apply_bounces, iter_bounces
+from rollout.brands import load_brands
+from rollout.state import StateStore
+
+
+@flow(name="legi-pin-bounces", persist_result=False)
+def bounces_flow(
+    paths: list[str], state_dir: str = ".rollout", brands: list[str] | None = None
+) -> str:
+    """Mark the customers the notices name as bounced or for resend; returns the summary."""
+    db = Path(state_dir) / "state.sqlite3"
+    if not db.is_file():  # a mistyped --state-dir must not create an empty DB and match nothing
+        return f"bounces: no state database at {db}; nothing was read or changed"
+    # load_brands checks the names (a typo is an error, not a silent "unmatched" for everyone).
+    chosen = {b.slug for b in load_brands(brands)} if brands else None
+    with StateStore.in_dir(Path(state_dir)) as store:
+        report = apply_bounces(store, iter_bounces(Path(p) for p in paths), chosen)
+    return "\n".join(report.lines())

@@ -1,0 +1,322 @@
+"""Bounces: DSNs and bounce lists from real files, matched and recorded in a real state DB."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dsn_fixtures import (
+    BOUNCED_AT,
+    Original,
+    delayed_notice,
+    hard_bounce,
+    hard_bounce_with_original,
+    hard_bounce_without_original,
+    not_a_dsn,
+    soft_bounce,
+    write_eml,
+)
+
+from rollout import state
+from rollout.bounces import (
+    Bounce,
+    BounceReport,
+    Kind,
+    Outcome,
+    apply_bounces,
+    iter_bounces,
+    read_message,
+)
+from rollout.model import PinSource
+from rollout.state import CustomerRecord, Delivery, StateStore
+
+CAMPAIGN = "c1"
+SENT_AT = "2022-05-10T08:00:00+00:00"  # an hour before dsn_fixtures.BOUNCED_AT
+PEOPLE = [  # brand, customer, address; the family shares one address across two brands
+    ("congstar", "1", "max@example.org"),
+    ("congstar", "2", "erika@example.org"),
+    ("congstar", "3", "family@example.org"),
+    ("jamobil", "7", "family@example.org"),
+]
+
+
+def msgid(brand: str, customer_id: str) -> str:
+    return f"<{brand}-{customer_id}@mail.example.com>"
+
+
+def send(store: StateStore, brand: str, customer_id: str, address: str) -> None:
+    store.mark_sending(brand, CAMPAIGN, customer_id, msgid(brand, customer_id), address)
+    store.mark_finished(brand, CAMPAIGN, customer_id, "sent", 250, "2.0.0 Ok: queued")
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
+    monkeypatch.setattr(state, "now", lambda: SENT_AT)
+    with StateStore.in_dir(tmp_path / "state") as s:
+        for brand, cid, address in PEOPLE:
+            record = CustomerRecord(
+                cid, "$argon2id$h", PinSource.GENERATED, "M", "M", address, None
+            )
+            s.record_chunk(brand, [record], [])
+            send(s, brand, cid, address)
+        yield s
+
+
+def delivery(store: StateStore, brand: str, customer_id: str) -> Delivery:
+    (found,) = (d for d in store.deliveries(brand, CAMPAIGN) if d.customer_id == customer_id)
+    return found
+
+
+def run(store: StateStore, *paths: Path, brands: set[str] | None = None) -> BounceReport:
+    return apply_bounces(store, iter_bounces(paths), brands)
+
+
+def counts(report: BounceReport) -> dict[str, int]:
+    """The non-zero counts, so each test states only what it expects."""
+    return {k: v for k, v in vars(report).items() if k != "examples" and v}
+
+
+# --- matching -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    ["max@example.org", "MAX@Example.ORG", None],
+    ids=["same", "other-case", "no-recipient-fields"],
+)
+@pytest.mark.parametrize("original", ["headers", "message"])
+def test_a_hard_bounce_matches_by_message_id(
+    store: StateStore, tmp_path: Path, recipient: str | None, original: Original
+) -> None:
+    dsn = hard_bounce(recipient, msgid("congstar", "1"), original=original)
+    report = run(store, write_eml(tmp_path / "in", "1.eml", dsn))
+    assert counts(report) == {"hard": 1}
+    d = delivery(store, "congstar", "1")
+    assert (d.status, d.permanent, d.code) == ("bounced", True, 550)
+    assert d.reason.startswith("bounce 5.1.1: 550 5.1.1 <")
+    assert "User unknown in virtual mailbox table" in d.reason  # unfolded
+
+
+def test_without_original_headers_the_address_matches(store: StateStore, tmp_path: Path) -> None:
+    report = run(
+        store, write_eml(tmp_path, "x.eml", hard_bounce_without_original("Erika@example.org"))
+    )
+    assert counts(report) == {"hard": 1}
+    assert delivery(store, "congstar", "2").status == "bounced"
+
+
+def test_unknown_recipients_and_other_mail_are_reported_by_file(
+    store: StateStore, tmp_path: Path
+) -> None:
+    stranger = write_eml(tmp_path, "stranger.eml", hard_bounce("nobody@example.org", "<a@b>"))
+    holiday = write_eml(tmp_path, "holiday.eml", not_a_dsn())
+    report = run(store, stranger, holiday, tmp_path / "missing")
+    assert counts(report) == {"unmatched": 1, "unparsed": 2}
+    assert report.examples["unmatched"] == [str(stranger)]
+    assert report.examples["unparsed"] == [
+        f"{holiday} (not a delivery status notification)",
+        f"{tmp_path / 'missing'} (no such file or directory)",
+    ]
+    assert {d.status for d in store.deliveries("congstar", CAMPAIGN)} == {"sent"}
+
+
+def test_one_address_in_two_brands_is_ambiguous_unless_a_brand_is_chosen(
+    store: StateStore, tmp_path: Path
+) -> None:
+    path = write_eml(tmp_path, "family.eml", hard_bounce_without_original("family@example.org"))
+    report = run(store, path)
+    assert counts(report) == {"ambiguous": 1}
+    assert report.examples["ambiguous"] == [f"{path} (congstar 3, jamobil 7)"]
+    assert delivery(store, "jamobil", "7").status == "sent"
+    assert counts(run(store, path, brands={"jamobil"})) == {"hard": 1}
+    assert (delivery(store, "congstar", "3").status, delivery(store, "jamobil", "7").status) == (
+        "sent",
+        "bounced",
+    )
+
+
+# --- what a notice does ---------------------------------------------------------------------
+
+
+def test_a_soft_bounce_leaves_the_customer_for_resend(store: StateStore, tmp_path: Path) -> None:
+    report = run(
+        store,
+        write_eml(tmp_path, "full.eml", soft_bounce("max@example.org", msgid("congstar", "1"))),
+    )
+    assert counts(report) == {"soft": 1}
+    d = delivery(store, "congstar", "1")
+    assert (d.status, d.permanent, d.code) == ("failed", False, 452)
+    assert [x.customer_id for x in store.deliveries("congstar", CAMPAIGN, ["failed"])] == ["1"]
+
+
+def test_a_delay_warning_changes_nothing(store: StateStore, tmp_path: Path) -> None:
+    report = run(
+        store,
+        write_eml(tmp_path, "late.eml", delayed_notice("max@example.org", msgid("congstar", "1"))),
+    )
+    assert counts(report) == {"delayed": 1}
+    assert delivery(store, "congstar", "1").status == "sent"
+
+
+def test_soft_never_downgrades_hard_and_hard_upgrades_soft(
+    store: StateStore, tmp_path: Path
+) -> None:
+    soft = write_eml(tmp_path, "a-soft.eml", soft_bounce("max@example.org", msgid("congstar", "1")))
+    hard = write_eml(tmp_path, "b-hard.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    assert counts(run(store, soft, hard)) == {"soft": 1, "hard": 1}
+    assert counts(run(store, soft)) == {"already": 1}
+    assert delivery(store, "congstar", "1").status == "bounced"
+
+
+def test_reading_the_same_files_again_changes_nothing(store: StateStore, tmp_path: Path) -> None:
+    inbox = tmp_path / "bounces"
+    write_eml(inbox, "1.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    write_eml(inbox, "2.eml", soft_bounce("erika@example.org", msgid("congstar", "2")))
+    assert counts(run(store, inbox)) == {"hard": 1, "soft": 1}
+    before = store.deliveries("congstar", CAMPAIGN)
+    assert counts(run(store, inbox)) == {"already": 2}
+    assert store.deliveries("congstar", CAMPAIGN) == before
+
+
+def test_an_old_bounce_does_not_undo_a_later_send(
+    store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-read after a successful re-send, an old soft bounce must not queue the customer again;
+    nor may a bounce from before an address change mark the new address."""
+    full = write_eml(tmp_path, "full.eml", soft_bounce("max@example.org", msgid("congstar", "1")))
+    gone = write_eml(tmp_path, "gone.eml", hard_bounce("erika@example.org", msgid("congstar", "2")))
+    listed = tmp_path / "list.csv"
+    listed.write_text("address,code,reason\nmax@example.org,452,mailbox full\n")
+    os.utime(
+        listed, (BOUNCED_AT.timestamp(), BOUNCED_AT.timestamp())
+    )  # a list is as old as its file
+    assert counts(run(store, full, listed)) == {"soft": 1, "already": 1}
+    monkeypatch.setattr(state, "now", lambda: "2022-05-11T08:00:00+00:00")
+    send(store, "congstar", "1", "max@example.org")  # `rollout resend`, accepted this time
+    send(store, "congstar", "2", "erika@new.example.org")  # a newer export changed the address
+    report = run(store, full, gone, listed)
+    assert counts(report) == {"stale": 3}
+    assert report.examples["stale"] == [
+        f"{full} (congstar 1: dated 2022-05-10 09:00 UTC, before the latest send)",
+        f"{gone} (congstar 2: the delivery has gone to another address since)",
+        f"{listed}:2 (congstar 1: dated 2022-05-10 09:00 UTC, before the latest send)",
+    ]
+    assert [d.status for d in store.deliveries("congstar", CAMPAIGN)][:2] == ["sent", "sent"]
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def test_bounce_lists_with_either_delimiter(store: StateStore, tmp_path: Path) -> None:
+    commas = tmp_path / "esp.csv"
+    commas.write_text(
+        "address,code,reason\n"
+        "MAX@example.org,550,user unknown\n"
+        'erika@example.org,452 4.2.2,"mailbox full, try later"\n'
+        "stranger@example.org,5.1.1,\n"
+        "family@example.org,whatever,\n",
+        encoding="utf-8",
+    )
+    semicolons = tmp_path / "crm.csv"
+    semicolons.write_bytes(
+        "\ufeffAddress;Code;Reason\nfamily@example.org;5.7.1;abgelehnt\n".encode()
+    )
+    report = run(store, commas, semicolons, brands={"jamobil"})
+    # congstar's max and erika are outside the brand filter here
+    assert counts(report) == {"hard": 1, "unmatched": 3, "unparsed": 1}
+    assert report.examples["unparsed"] == [
+        f"{commas}:5 (code 'whatever' is neither 4xx/4.x.x nor 5xx/5.x.x)"
+    ]
+    assert delivery(store, "jamobil", "7").reason == "bounce 5.7.1: abgelehnt"
+    report = run(store, commas)
+    assert counts(report) == {"hard": 1, "soft": 1, "unmatched": 1, "unparsed": 1}
+    assert (delivery(store, "congstar", "1").code, delivery(store, "congstar", "2").reason) == (
+        550,
+        "bounce 4.2.2: mailbox full, try later",
+    )
+
+
+def test_maildir_mbox_and_folders_of_files(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    maildir = mailbox.Maildir(tmp_path / "in" / "Maildir")
+    maildir.add(hard_bounce("max@example.org", "<m1@x>"))
+    maildir.add(delayed_notice("max@example.org", "<m2@x>"))
+    mbox = mailbox.mbox(tmp_path / "in" / "bounces")
+    mbox.add(soft_bounce("erika@example.org", "<m3@x>"))
+    mbox.add(not_a_dsn())
+    mbox.flush()
+    write_eml(
+        tmp_path / "in" / "more", "x.eml", hard_bounce_with_original("a@example.org", "<m4@x>")
+    )
+    found = list(iter_bounces([tmp_path / "in"]))
+    kinds = sorted((n.kind.value, n.message_id) for n in found if isinstance(n, Bounce))
+    assert kinds == [
+        ("delayed", "<m2@x>"),
+        ("hard", "<m1@x>"),
+        ("hard", "<m4@x>"),
+        ("soft", "<m3@x>"),
+    ]
+    assert [n.source for n in found if not isinstance(n, Bounce)] == [f"{tmp_path}/in/bounces#2"]
+    assert {n.source.split("#")[0] for n in found} == {
+        f"{tmp_path}/in/Maildir",
+        f"{tmp_path}/in/bounces",
+        f"{tmp_path}/in/more/x.eml",
+    }
+
+
+def test_global_dsn_with_two_recipients() -> None:
+    """RFC 6533 (SMTPUTF8) reports, which the stdlib parses differently from RFC 3464 ones."""
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.org\r\nDate: Tue, 10 May 2022 11:00:00 +0200\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=global-delivery-status; boundary="b"\r\n'
+        b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n"
+        b"--b\r\nContent-Type: message/global-delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.org\r\n\r\n"
+        b"Final-Recipient: rfc822; j\xc3\xbcrgen@example.org\r\nAction: failed\r\n"
+        b"Status: 5.2.1\r\nDiagnostic-Code: smtp; 550 5.2.1 disabled\r\n\r\n"
+        b"Final-Recipient: rfc822; max@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n"
+        b"\r\n--b\r\nContent-Type: message/global-headers\r\n\r\n"
+        b"Message-ID: <congstar-1@mail.example.com>\r\nSubject: x\r\n\r\n--b--\r\n"
+    )
+    (hard, relayed) = list(read_message("g.eml", raw))
+    assert isinstance(hard, Bounce) and isinstance(relayed, Bounce)
+    assert (hard.kind, hard.addresses, hard.code) == (Kind.HARD, ("jürgen@example.org",), 550)
+    assert hard.message_id == relayed.message_id == "<congstar-1@mail.example.com>"
+    assert relayed.kind is Kind.DELIVERED
+
+
+def test_the_report_reads_well() -> None:
+    report = BounceReport()
+    for n in range(7):
+        report.add(Outcome.HARD if n == 0 else Outcome.UNMATCHED, f"file{n}")
+    lines = report.lines()
+    assert lines[0] == "bounces: 7 notices read"
+    assert "  marked bounced (hard, not re-sent to this address): 1" in lines
+    assert lines[-1].strip() == "unparsed (not a DSN, or a bad list row): 0"
+    assert "      … and 1 more" in lines
+
+
+# --- the flow, once, on the real engine -------------------------------------------------------
+
+
+def test_the_flow_records_bounces_and_returns_the_summary(
+    prefect_api: str, store: StateStore, tmp_path: Path
+) -> None:
+    from flows.bounces import bounces_flow
+
+    path = write_eml(tmp_path, "1.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    text = bounces_flow([str(path)], str(tmp_path / "state"))
+    assert "  marked bounced (hard, not re-sent to this address): 1" in text.splitlines()
+    assert delivery(store, "congstar", "1").status == "bounced"
+
+
+def test_a_mistyped_state_dir_creates_nothing(tmp_path: Path) -> None:
+    from flows.bounces import bounces_flow
+
+    text = bounces_flow.fn([str(tmp_path)], str(tmp_path / "stat"))  # the function, no engine
+    assert text.startswith(f"bounces: no state database at {tmp_path}/stat/state.sqlite3;")
+    assert not (tmp_path / "stat").exists()
