@@ -1,0 +1,150 @@
+"""The export written back with its hash column filled, for the CRM to import.
+
+Same columns and order, delimiter, encoding, BOM and line ends as the export; rejected rows are
+left out (they are in the rejects report). The file appears atomically: rows go to a temporary
+file in the same directory, which is flushed, fsynced and renamed over the target only when the
+`with` block ends without an exception. A reader sees the old file or the new one, never half a
+file; after a failure the temporary file is gone and the previous write-back is untouched.
+
+    with WritebackWriter(writeback_path(state_dir, brand), export.format) as writer:
+        for chunk in export.chunks():
+            writer.write(chunk.rows.assign(**{export.format.hash_column: hashes}))
+
+Quoting is minimal (fields with the delimiter, quotes or line breaks are quoted), so an unchanged
+field reads back identical. One exception to "minimal": in a file with LF line ends, Python's csv
+writer would leave a lone CR unquoted and readers would split the record there, so rows holding a
+CR are written with every field quoted.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, TextIO
+
+import numpy as np
+import pandas as pd
+
+from rollout.brands import Brand
+from rollout.exports import ExportFormat
+
+_Quoting = Literal[0, 1, 2, 3]
+
+
+def writeback_path(state_dir: Path, brand: Brand) -> Path:
+    return state_dir / "writeback" / f"{brand.slug}.csv"
+
+
+class WritebackWriter:
+    """Writes rows in the export's format to `path`, atomically; use it as a context manager."""
+
+    def __init__(self, path: Path, fmt: ExportFormat) -> None:
+        self.path = path
+        self.format = fmt
+        self.rows_written = 0
+        self._file: TextIO | None = None
+        self._temp: Path | None = None
+
+    def __enter__(self) -> WritebackWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        self._temp = Path(name)
+        try:
+            encoding = "utf-8-sig" if self.format.bom else self.format.encoding
+            self._file = os.fdopen(fd, "w", encoding=encoding, newline="")
+            self._write_header()
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def write(self, rows: pd.DataFrame) -> None:
+        """Appends `rows` (columns exactly `ExportFormat.header`, in order) to the file."""
+        if self._file is None:
+            raise RuntimeError("WritebackWriter.write outside its with block")
+        if tuple(rows.columns) != self.format.header:
+            raise ValueError(
+                f"write-back rows must have the export's columns {list(self.format.header)}, "
+                f"got {list(rows.columns)}"
+            )
+        for part, quoting in self._parts(rows):
+            part.to_csv(
+                self._file,
+                header=False,
+                index=False,
+                sep=self.format.delimiter,
+                lineterminator=self.format.line_terminator,
+                quoting=quoting,
+                na_rep="",
+            )
+        self.rows_written += len(rows)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            self._commit()
+        except BaseException:
+            self._discard()
+            raise
+
+    def _write_header(self) -> None:
+        assert self._file is not None
+        csv.writer(
+            self._file, delimiter=self.format.delimiter, lineterminator=self.format.line_terminator
+        ).writerow(self.format.header)
+
+    def _parts(self, rows: pd.DataFrame) -> list[tuple[pd.DataFrame, _Quoting]]:
+        """Consecutive runs of rows, each with its quoting (rows with a lone CR: all quoted)."""
+        if self.format.line_terminator != "\n" or rows.empty:
+            return [(rows, csv.QUOTE_MINIMAL)]
+        has_cr = np.zeros(len(rows), dtype=bool)
+        for column in rows.columns:
+            has_cr |= rows[column].astype(str).str.contains("\r", regex=False).to_numpy(dtype=bool)
+        if not has_cr.any():
+            return [(rows, csv.QUOTE_MINIMAL)]
+        starts = np.flatnonzero(np.diff(has_cr.astype(np.int8), prepend=-1))
+        ends = [*starts[1:], len(rows)]
+        return [
+            (rows.iloc[s:e], csv.QUOTE_ALL if has_cr[s] else csv.QUOTE_MINIMAL)
+            for s, e in zip(starts, ends, strict=True)
+        ]
+
+    def _commit(self) -> None:
+        assert self._file is not None and self._temp is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._temp, self.path)
+        self._temp = None
+        _fsync_directory(self.path.parent)
+
+    def _discard(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        if self._temp is not None:
+            self._temp.unlink(missing_ok=True)
+            self._temp = None
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
