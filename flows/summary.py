@@ -17,20 +17,28 @@ from rollout.state import StateStore
 console = Console()
 
 
+PIN_COLUMNS = ("rows_read", "generated", "kept", "already_done", "rejected", "unreachable")
+
+
 def _cell(value: object) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "0"
+        return "\n".join(f"{k} {v}" for k, v in sorted(value.items())) or "0"
     return str(value)
 
 
-def print_pin_summaries(results: Sequence[dict[str, object]]) -> None:
-    table = Table(title="PIN stage")
-    columns = ("brand", "rows_read", "generated", "kept", "already_done", "rejected", "unreachable")
-    for c in columns:
-        table.add_column(c.replace("_", " "))
-    for r in results:
-        table.add_row(*(_cell(r[c]) for c in columns))
+def _print_by_brand(title: str, rows: Sequence[dict[str, object]], keys: Sequence[str]) -> None:
+    """One column per brand, one line per figure: fits a terminal however many figures."""
+    table = Table(title=title, show_lines=True)
+    table.add_column("")
+    for r in rows:
+        table.add_column(str(r["brand"]), justify="right")
+    for key in keys:
+        table.add_row(key.replace("_", " "), *(_cell(r[key]) for r in rows))
     console.print(table)
+
+
+def print_pin_summaries(results: Sequence[dict[str, object]]) -> None:
+    _print_by_brand("PIN stage", results, PIN_COLUMNS)
 
 
 def status_rows(state_dir: Path, brands: list[str] | None) -> list[dict[str, object]]:
@@ -39,12 +47,7 @@ def status_rows(state_dir: Path, brands: list[str] | None) -> list[dict[str, obj
 
 
 def print_status(rows: Sequence[dict[str, object]]) -> None:
-    table = Table(title="Legi-PIN rollout")
-    for c in STATUS_COLUMNS:
-        table.add_column(c.replace("_", " "))
-    for r in rows:
-        table.add_row(*(_cell(r[c]) for c in STATUS_COLUMNS))
-    console.print(table)
+    _print_by_brand("Legi-PIN rollout", rows, STATUS_COLUMNS[1:])
 
 
 def finish_with_status(state_dir: Path, brands: Sequence[Brand]) -> int:

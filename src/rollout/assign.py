@@ -8,6 +8,8 @@ needs a PIN, recording, writing back—happens here, in the one process that wri
 
 from __future__ import annotations
 
+import csv
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from rollout.exports import Export, ExportChunk
 from rollout.model import PinSource
 from rollout.pins import PinHasher, new_pin_hashes
 from rollout.state import CustomerRecord, Reject, StateStore
-from rollout.writeback import WritebackWriter
+from rollout.writeback import WritebackWriter, writeback_path
 
 Batch = list[tuple[str, date | None]]
 HashMap = Callable[[Iterator[Batch]], Iterator[list[str]]]
@@ -66,10 +68,6 @@ def local_hash_map(hasher: PinHasher, threads: int | None = None) -> HashMap:
     return run
 
 
-def writeback_path(state_dir: Path, brand: Brand) -> Path:
-    return state_dir / "writeback" / f"{brand.slug}.csv"
-
-
 def assign_pins(
     export: Export,
     brand: Brand,
@@ -97,7 +95,23 @@ def assign_pins(
             rows[export.format.hash_column] = _commit(plan, hashes, store, brand, summary)
             writer.write(rows)
     summary.writeback = str(out)
+    write_rejects(rejects_path(state_dir, brand), store.rejects(brand.slug))
     return summary
+
+
+def rejects_path(state_dir: Path, brand: Brand) -> Path:
+    return state_dir / "rejects" / f"{brand.slug}.csv"
+
+
+def write_rejects(path: Path, rejects: list[Reject]) -> None:
+    """Every bad row with its reason, for the CRM team to fix at the source (atomic rewrite)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["row", "customer_id", "reason", "detail"])
+        out.writerows((r.row, r.customer_id, r.reason, r.detail) for r in rejects)
+    os.replace(tmp, path)
 
 
 def _plan(chunk: ExportChunk, store: StateStore, brand: Brand) -> _Plan:
