@@ -1,0 +1,455 @@
+"""Deliver many messages over a small pool of persistent connections, and account for each.
+
+Shape: one producer task takes messages from the input and puts them on a queue; N workers,
+each owning one connection, take them off and send them one at a time. Around that:
+
+- a window (`max_in_flight`) bounds the messages taken but not yet finished, so memory stays
+  flat however large a lazy input is. The producer runs on the event loop: an input that
+  composes messages as it goes does that CPU work there (it yields to the workers after each);
+- a token bucket limits transactions per second across all workers, retries included;
+- transient failures are retried with full-jitter exponential backoff via a timer that
+  re-queues the message, so no worker sleeps on one message; permanent ones fail at once;
+- a `CampaignBlocked` error (or `stop`) halts everything: transactions in progress finish,
+  nothing new starts, and every message not finished is left for a later run.
+
+Every message taken from the input ends in exactly one of: `finished` sent, `finished` failed,
+`released` (tried, certainly not accepted: back to pending), left `sending` (the connection
+died after the body went out, so it may have been accepted: the state DB reports it as
+unknown) or not attempted at all. `DeliveryStats` counts each.
+
+A retry after a lost reply to the final dot can deliver a message twice; the Message-ID is
+derived from (campaign, customer), so such duplicates carry the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from rollout.transports import (
+    CampaignBlocked,
+    Connection,
+    ConnectionFailed,
+    PermanentError,
+    TransientError,
+    Transport,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    customer_id: str
+    message_id: str
+    sender: str  # envelope sender (MAIL FROM)
+    recipient: str  # envelope recipient (RCPT TO)
+    data: bytes = field(repr=False)  # the serialised message, CRLF line endings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    customer_id: str
+    message_id: str
+    status: Literal["sent", "failed"]
+    attempts: int
+    code: int | None  # the server's reply code, if it gave one
+    reason: str  # the server's code and text (e.g. "550 5.1.1 ... (at RCPT TO)") or a description
+
+
+class Journal(Protocol):
+    """Where each message's fate is recorded (the state DB). Called on the event loop thread:
+    keep it quick. An exception stops the delivery and propagates."""
+
+    def sending(self, message: OutgoingMessage) -> None:
+        """Right before each SMTP transaction (every attempt): record 'sending'."""
+
+    def finished(self, outcome: Outcome) -> None:
+        """After the server's 250 ('sent'), a 5xx or the last failed attempt ('failed')."""
+
+    def released(self, message: OutgoingMessage) -> None:
+        """A message recorded as 'sending' was certainly not accepted and delivery stopped
+        before it could be retried: revert it to pending."""
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    connections: int = 4  # workers, each with one persistent connection
+    rate_per_second: float | None = None  # transactions per second, all workers together
+    burst: int = 1  # transactions allowed back to back before the rate applies
+    max_attempts: int = 5  # per message, the first included
+    backoff_base: float = 1.0  # seconds; retry n waits uniform(0, min(max, base * 2**(n-1)))
+    backoff_max: float = 60.0
+    connect_attempts: int = 5  # failed connects in a row before a worker gives up
+    idle_timeout: float = 30.0  # close a connection that had nothing to send this long
+    max_in_flight: int = 1000  # messages taken from the input and not yet finished
+
+    def __post_init__(self) -> None:
+        counts = ("connections", "burst", "max_attempts", "connect_attempts", "max_in_flight")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.rate_per_second is not None and not self.rate_per_second > 0:
+            raise ValueError("rate_per_second must be positive (or None for no limit)")
+        if self.backoff_base < 0 or self.backoff_max < 0 or not self.idle_timeout > 0:
+            raise ValueError("backoff times must not be negative, idle_timeout must be positive")
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0  # transient failures followed by another attempt
+    not_attempted: int = 0  # taken from the input, never tried (delivery stopped first)
+    released: int = 0  # tried, certainly not accepted, handed back via Journal.released
+    unknown: int = 0  # left 'sending': the connection died after the body was sent
+    blocked: CampaignBlocked | None = None  # why delivery stopped early, if it did
+    elapsed: float = 0.0  # seconds
+
+    @property
+    def taken(self) -> int:
+        """Messages taken from the input: each is counted in exactly one of the fields."""
+        return self.sent + self.failed + self.not_attempted + self.released + self.unknown
+
+    @property
+    def left_pending(self) -> int:
+        return self.not_attempted + self.released
+
+
+class RateLimiter:
+    """Token bucket as virtual scheduling (GCRA): `reserve` books the next slot and says how
+    long to wait for it. In any window of t seconds at most rate * t + burst slots start."""
+
+    def __init__(
+        self, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval = 1.0 / rate
+        self._tolerance = (burst - 1) * self._interval
+        self._clock = clock
+        self._next = clock()  # theoretical time of the next slot
+
+    def reserve(self) -> float:
+        now = self._clock()
+        slot = max(self._next, now)
+        self._next = slot + self._interval
+        return max(0.0, slot - self._tolerance - now)
+
+
+def backoff_delay(attempt: int, base: float, maximum: float) -> float:
+    """Full jitter: spreads the retries of many messages that failed together."""
+    ceiling = min(maximum, base * 2.0 ** min(attempt - 1, 62))
+    return random.uniform(0, ceiling)
+
+
+async def deliver(
+    messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage],
+    transport: Transport,
+    journal: Journal,
+    settings: DeliverySettings | None = None,
+    progress: Callable[[Outcome], None] | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+) -> DeliveryStats:
+    """Send every message; return the counts. Setting `stop` halts like a blocked campaign
+    (no `blocked` reason). Errors of the input, the journal or `progress` propagate once the
+    transactions in progress have ended."""
+    run = _Run(transport, journal, settings or DeliverySettings(), progress)
+    return await run.execute(messages, stop)
+
+
+@dataclass(eq=False)  # identity hash: jobs are keys of the retry timers
+class _Job:
+    message: OutgoingMessage
+    attempts: int = 0
+    # Sticky: once a connection died after the body went out, the server may hold the message,
+    # whatever later attempts say.
+    maybe_delivered: bool = False
+
+
+def _noted(job: _Job, reason: str) -> str:
+    if job.maybe_delivered:  # a duplicate is possible: say so where it will be read
+        return f"{reason}; an earlier attempt may have been delivered"
+    return reason
+
+
+class _Run:
+    def __init__(
+        self,
+        transport: Transport,
+        journal: Journal,
+        settings: DeliverySettings,
+        progress: Callable[[Outcome], None] | None,
+    ) -> None:
+        self.transport = transport
+        self.journal = journal
+        self.settings = settings
+        self.progress = progress
+        rate = settings.rate_per_second
+        self.limiter = RateLimiter(rate, settings.burst) if rate else None
+        self.stats = DeliveryStats()
+        # Unbounded, yet never longer than the window: the producer acquires a window slot
+        # per message, so retry timers can always put a message back without blocking.
+        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self.window = asyncio.Semaphore(settings.max_in_flight)
+        self.timers: dict[_Job, asyncio.TimerHandle] = {}
+        self.outstanding = 0  # taken from the input, not yet accounted for
+        self.input_done = False
+        self.stopping = False
+        self.stopped = asyncio.Event()
+        self.live_workers = settings.connections
+        self.producer: asyncio.Task[None] | None = None
+        self.stop: asyncio.Event | None = None
+
+    # --- the whole run ---
+
+    async def execute(
+        self,
+        messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage],
+        stop: asyncio.Event | None,
+    ) -> DeliveryStats:
+        started = time.monotonic()
+        self.stop = stop
+        workers = [
+            asyncio.create_task(self._work(self.transport.connection()))
+            for _ in range(self.settings.connections)
+        ]
+        self.producer = asyncio.create_task(self._produce(messages))
+        helpers = [self.producer]
+        if stop is not None:
+            helpers.append(asyncio.create_task(self._watch(stop)))
+        for task in (*workers, *helpers):
+            task.add_done_callback(self._on_task_done)
+        try:
+            await asyncio.wait(workers)
+        except asyncio.CancelledError:
+            # Python 3.11's wait_for (inside aiosmtplib) can swallow a cancellation that meets
+            # a server reply, and such a worker would go on; halting makes every worker end
+            # after its current transaction however the cancellation fared.
+            self._halt(None)
+            for worker in workers:
+                worker.cancel()
+            await asyncio.wait(workers)
+            raise
+        finally:
+            self._halt(None)  # no-op after a normal end
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.wait(helpers)
+        self.stats.elapsed = time.monotonic() - started
+        errors = [t.exception() for t in workers if not t.cancelled()]
+        error = next((e for e in (*errors, self._producer_error()) if e is not None), None)
+        if error is not None:
+            raise error
+        return self.stats
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._halt(None)
+
+    def _producer_error(self) -> BaseException | None:
+        producer = self.producer
+        if producer is None or not producer.done() or producer.cancelled():
+            return None
+        return producer.exception()
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        log.info("delivery stop requested")
+        self._halt(None)
+
+    def _halt(self, blocked: CampaignBlocked | None) -> None:
+        """Stop taking input and starting transactions; account for everything not finished."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stats.blocked = blocked
+        if blocked is not None:
+            log.warning("delivery via %s blocked: %s", self.transport.description, blocked)
+        self.stopped.set()
+        if self.producer is not None:
+            self.producer.cancel()
+        for job, timer in self.timers.items():
+            timer.cancel()
+            self._leave(job)
+        self.timers.clear()
+        while not self.queue.empty():
+            job_or_end = self.queue.get_nowait()
+            if job_or_end is not None:
+                self._leave(job_or_end)
+        self._end_workers()
+
+    def _end_workers(self) -> None:
+        for _ in range(self.settings.connections):
+            self.queue.put_nowait(None)
+
+    # --- input ---
+
+    async def _produce(
+        self, messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage]
+    ) -> None:
+        if isinstance(messages, AsyncIterable):
+            async for message in messages:
+                await self._admit(message)
+        else:
+            for message in messages:
+                await self._admit(message)
+        self.input_done = True
+        if self.outstanding == 0:
+            self._end_workers()
+
+    async def _admit(self, message: OutgoingMessage) -> None:
+        try:
+            await self.window.acquire()
+        except asyncio.CancelledError:
+            self.stats.not_attempted += 1  # taken from the input already
+            raise
+        self.outstanding += 1
+        self.queue.put_nowait(_Job(message))
+        await asyncio.sleep(0)  # the input may compose on this loop: let the workers run
+
+    # --- workers ---
+
+    async def _work(self, connection: Connection) -> None:
+        failures = 0  # connects failed in a row
+        try:
+            while (job := await self._next_job(connection)) is not None:
+                if self.stopping:
+                    self._leave(job)
+                    continue
+                try:
+                    await connection.open()
+                except ConnectionFailed as exc:
+                    failures += 1
+                    self._requeue(job)  # no transaction began: not an attempt
+                    if failures >= self.settings.connect_attempts:
+                        self._retire(exc)
+                        return
+                    await self._pause(self._backoff(failures))
+                    continue
+                except CampaignBlocked as exc:
+                    self._halt(exc)
+                    self._leave(job)
+                    return
+                failures = 0
+                await self._attempt(connection, job)
+        finally:
+            await connection.close()
+
+    async def _next_job(self, connection: Connection) -> _Job | None:
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        getter = asyncio.ensure_future(self.queue.get())
+        try:
+            done, _ = await asyncio.wait({getter}, timeout=self.settings.idle_timeout)
+            if not done:
+                await connection.close()  # don't hold a server slot while only retries wait
+            return await getter
+        finally:
+            getter.cancel()
+
+    async def _attempt(self, connection: Connection, job: _Job) -> None:
+        if self.limiter is not None:
+            await self._pause(self.limiter.reserve())
+        if self.stop is not None and self.stop.is_set():
+            self._halt(None)  # at once, not when the watcher task gets its turn
+        if self.stopping:
+            self._leave(job)
+            return
+        message = job.message
+        job.attempts += 1
+        self.journal.sending(message)
+        try:
+            reply = await connection.send(message.sender, message.recipient, message.data)
+        except CampaignBlocked as exc:
+            self._halt(exc)
+            self._leave(job)
+        except PermanentError as exc:
+            self._finish(job, "failed", exc.code, _noted(job, exc.reason))
+        except TransientError as exc:
+            self._retry_or_fail(job, exc)
+        else:
+            self._finish(job, "sent", reply.code, _noted(job, reply.reason))
+
+    def _retire(self, exc: ConnectionFailed) -> None:
+        # The server may allow fewer connections than we open: the pool shrinks to fit. When
+        # no worker can connect at all, the campaign cannot go on now; failing every customer
+        # for that would be wrong.
+        self.live_workers -= 1
+        log.warning("a delivery connection gave up: %s", exc.reason)
+        if self.live_workers == 0:
+            self._halt(CampaignBlocked(exc.code, f"no connection could be opened: {exc.text}"))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when delivery halts."""
+        if seconds > 0 and not self.stopping:
+            waiter = asyncio.ensure_future(self.stopped.wait())
+            try:  # not wait_for: on 3.11 it can swallow a cancellation
+                await asyncio.wait({waiter}, timeout=seconds)
+            finally:
+                waiter.cancel()
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(attempt, self.settings.backoff_base, self.settings.backoff_max)
+
+    # --- where a message goes next ---
+
+    def _retry_or_fail(self, job: _Job, exc: TransientError) -> None:
+        reason = exc.reason if exc.maybe_delivered else _noted(job, exc.reason)
+        job.maybe_delivered |= exc.maybe_delivered
+        if job.attempts >= self.settings.max_attempts:
+            self._finish(job, "failed", exc.code, reason)
+            return
+        if self.stopping:
+            self._leave(job)
+            return
+        self.stats.retried += 1
+        loop = asyncio.get_running_loop()
+        self.timers[job] = loop.call_later(self._backoff(job.attempts), self._wake, job)
+
+    def _wake(self, job: _Job) -> None:
+        del self.timers[job]
+        self.queue.put_nowait(job)
+
+    def _requeue(self, job: _Job) -> None:
+        if self.stopping:
+            self._leave(job)
+        else:
+            self.queue.put_nowait(job)
+
+    def _finish(
+        self, job: _Job, status: Literal["sent", "failed"], code: int | None, reason: str
+    ) -> None:
+        message = job.message
+        outcome = Outcome(
+            message.customer_id, message.message_id, status, job.attempts, code, reason
+        )
+        if status == "sent":
+            self.stats.sent += 1
+        else:
+            self.stats.failed += 1
+        self.journal.finished(outcome)
+        self._account(job)
+        if self.progress is not None:
+            self.progress(outcome)
+
+    def _leave(self, job: _Job) -> None:
+        """Delivery stopped before this message finished: leave it for a later run."""
+        if job.attempts == 0:
+            self.stats.not_attempted += 1
+        elif job.maybe_delivered:
+            self.stats.unknown += 1  # stays 'sending': it may have been accepted
+        else:
+            self.stats.released += 1
+            self.journal.released(job.message)
+        self._account(job)
+
+    def _account(self, job: _Job) -> None:
+        self.outstanding -= 1
+        self.window.release()
+        if self.input_done and self.outstanding == 0 and not self.stopping:
+            self._end_workers()
