@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 import flows  # noqa: F401 - sets the embedded Prefect defaults before Prefect is imported
 
@@ -192,7 +193,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         a.today,
         a.dask_address,
     )
-    print_pin_summaries([r["pins"] for r in results.values()])
+    print_pin_summaries([cast(dict[str, object], r["pins"]) for r in results.values()])
     return finish_with_status(a.state_dir, brands)
 
 
@@ -340,8 +341,12 @@ _COMMANDS: list[tuple[str, str, list[Option], Callable[[argparse.Namespace], int
         [_exports, _state, _serve_opts],
         cmd_serve,
     ),
-    ("unlock", "remove a brand's lock left by a run on another host", [_one_brand, _state],
-     cmd_unlock),
+    (
+        "unlock",
+        "remove a brand's lock left by a run on another host",
+        [_one_brand, _state],
+        cmd_unlock,
+    ),
 ]
 
 if __name__ == "__main__":

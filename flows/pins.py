@@ -9,7 +9,6 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from rollout.assign import Batch, HashMap, assign_pins
 from rollout.brands import load_brand, load_brands
@@ -40,7 +39,8 @@ def task_hash_map(hasher: PinHasher, window: int) -> HashMap:
     return run
 
 
-@flow(name="legi-pin-pins-brand", persist_result=False, task_runner=ThreadPoolTaskRunner())
+# The default task runner is a local thread pool: argon2 releases the GIL, so threads fill the cores.
+@flow(name="legi-pin-pins-brand", persist_result=False)
 def pins_for_brand(
     brand: str, exports_dir: str, state_dir: str, chunk_size: int = 5_000, window: int = 2
 ) -> dict[str, object]:
@@ -60,9 +60,10 @@ def pins_flow_for(dask_address: str | None) -> object:
     """The brand flow on the local thread pool, or on an existing Dask cluster."""
     if not dask_address:
         return pins_for_brand
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
-    return pins_for_brand.with_options(task_runner=DaskTaskRunner(address=dask_address))
+    runner = DaskTaskRunner(address=dask_address)
+    return pins_for_brand.with_options(task_runner=runner)  # type: ignore[arg-type]
 
 
 @flow(name="legi-pin-pins", persist_result=False)

@@ -30,7 +30,8 @@ def preview_flow(
         for b in load_brands(brands):
             composer = Composer(b, campaign_id(b))
             composer.validate()
-            audience = preview_audience(open_export(export_path(Path(exports_dir), b), b), b, store, limit)
+            export = open_export(export_path(Path(exports_dir), b), b)
+            audience = preview_audience(export, b, store, limit)
             summary = write_preview(
                 Path(out_dir) / b.slug, b, composer, audience.recipients, audience.unreachable
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
+from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from rich.progress import (
@@ -28,7 +29,7 @@ class SendProgress:
         self.sent = self.failed = 0
         self.started = time.monotonic()
         self._artifact_at = 0.0
-        self._artifact = create_progress_artifact(
+        self._artifact: UUID = create_progress_artifact(  # type: ignore[assignment]
             0.0, key=f"sending-{brand}", description=f"Sending the Legi-PIN e-mail: {brand}"
         )
         self._bar: Progress | None = None
@@ -86,6 +87,5 @@ class SendProgress:
         update_progress_artifact(
             self._artifact,
             min(share, 100.0),
-            description=f"{self.brand}: sent {self.sent}, failed {self.failed}, "
-            f"{self.rate:.0f}/s",
+            description=f"{self.brand}: sent {self.sent}, failed {self.failed}, {self.rate:.0f}/s",
         )

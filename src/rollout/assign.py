@@ -129,9 +129,12 @@ def _commit(
         raise RuntimeError(f"hashing returned {len(new_hashes)} for {len(plan.needs_pin)} PINs")
     drawn = dict(zip((cid for cid, _ in plan.needs_pin), new_hashes, strict=True))
     records = [_record(c, plan.known, drawn) for c in plan.chunk.customers.itertuples(index=False)]
+    bad = plan.chunk.rejects
     rejects = [
-        Reject(int(r.row), str(r.customer_id), str(r.reason), str(r.detail))
-        for r in plan.chunk.rejects.itertuples(index=False)
+        Reject(int(row), str(cid), str(reason), str(detail))
+        for row, cid, reason, detail in zip(
+            bad["row"].astype(int), bad["customer_id"], bad["reason"], bad["detail"], strict=True
+        )
     ]
     store.record_chunk(brand.slug, records, rejects)
     _count(summary, plan, records, rejects)

@@ -60,6 +60,7 @@ class Outcome:
     attempts: int
     code: int | None  # the server's reply code, if it gave one
     reason: str  # the server's code and text (e.g. "550 5.1.1 ... (at RCPT TO)") or a description
+    permanent: bool = False  # failed for good at this address (5xx, unsendable address)
 
 
 class Journal(Protocol):
@@ -369,7 +370,7 @@ class _Run:
             self._halt(exc)
             self._leave(job)
         except PermanentError as exc:
-            self._finish(job, "failed", exc.code, _noted(job, exc.reason))
+            self._finish(job, "failed", exc.code, _noted(job, exc.reason), permanent=True)
         except TransientError as exc:
             self._retry_or_fail(job, exc)
         else:
@@ -422,11 +423,16 @@ class _Run:
             self.queue.put_nowait(job)
 
     def _finish(
-        self, job: _Job, status: Literal["sent", "failed"], code: int | None, reason: str
+        self,
+        job: _Job,
+        status: Literal["sent", "failed"],
+        code: int | None,
+        reason: str,
+        permanent: bool = False,
     ) -> None:
         message = job.message
         outcome = Outcome(
-            message.customer_id, message.message_id, status, job.attempts, code, reason
+            message.customer_id, message.message_id, status, job.attempts, code, reason, permanent
         )
         if status == "sent":
             self.stats.sent += 1

@@ -13,8 +13,8 @@ from datetime import date
 
 from rollout.brands import Brand
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver
-from rollout.messages import Composer
 from rollout.exports import Export
+from rollout.messages import Composer
 from rollout.model import PinSource, Recipient
 from rollout.state import Delivery, StateStore
 from rollout.transports import Transport
@@ -46,7 +46,10 @@ class NotifySummary:
     failed: int = 0
     retried: int = 0
     not_attempted: int = 0
+    released: int = 0  # tried, certainly not accepted: pending again
+    unknown: int = 0  # the connection died after the body went out: maybe accepted
     unknown_found: int = 0  # left 'sending' by an earlier run that died
+    unusable_address: int = 0  # found unusable while composing: now unreachable
     skipped_permanent: list[str] = field(default_factory=list)
     blocked: str | None = None
 
@@ -66,7 +69,6 @@ class StoreJournal:
         )
 
     def finished(self, outcome: Outcome) -> None:
-        permanent = outcome.status == "failed" and (outcome.code or 0) >= 500
         self.store.mark_finished(
             self.brand,
             self.campaign,
@@ -74,7 +76,7 @@ class StoreJournal:
             outcome.status,
             outcome.code,
             outcome.reason,
-            permanent,
+            outcome.permanent,
         )
 
     def released(self, message: OutgoingMessage) -> None:
@@ -82,16 +84,28 @@ class StoreJournal:
 
 
 def outgoing(
-    recipients: Iterable[Recipient], composer: Composer, brand: Brand
+    recipients: Iterable[Recipient],
+    composer: Composer,
+    brand: Brand,
+    unusable: Callable[[Recipient], None],
 ) -> Iterator[OutgoingMessage]:
-    """Compose lazily, so memory holds only what the delivery queue holds."""
+    """Compose lazily, so memory holds only what the delivery queue holds.
+
+    An address the composer cannot put in a header (intake let it through) makes that one
+    customer unreachable; it never stops the wave.
+    """
     for r in recipients:
+        try:
+            data = composer.compose_bytes(r)
+        except ValueError:
+            unusable(r)
+            continue
         yield OutgoingMessage(
             customer_id=r.customer_id,
             message_id=composer.message_id(r.customer_id),
             sender=brand.sender_address,
             recipient=r.email,
-            data=composer.compose_bytes(r),
+            data=data,
         )
 
 
@@ -162,10 +176,16 @@ async def _send(
     progress: Callable[[Outcome], None] | None,
 ) -> None:
     journal = StoreJournal(store, brand.slug, summary.campaign)
-    messages = outgoing(recipients, composer, brand)
+
+    def unusable(r: Recipient) -> None:
+        store.mark_unreachable(brand.slug, r.customer_id, "bad_email")
+        summary.unusable_address += 1
+
+    messages = outgoing(recipients, composer, brand, unusable)
     stats = await deliver(messages, transport, journal, settings, progress)
     summary.sent, summary.failed, summary.retried = stats.sent, stats.failed, stats.retried
-    summary.not_attempted = stats.not_attempted
+    summary.not_attempted, summary.released = stats.not_attempted, stats.released
+    summary.unknown = stats.unknown
     summary.blocked = str(stats.blocked) if stats.blocked else None
 
 
@@ -196,7 +216,10 @@ def preview_audience(
                 source = PinSource.KEPT if c.pin_hash else _known_source(store, brand, c)
                 audience.recipients.append(
                     Recipient(
-                        str(c.customer_id), str(c.first_name), str(c.last_name), str(c.email),
+                        str(c.customer_id),
+                        str(c.first_name),
+                        str(c.last_name),
+                        str(c.email),
                         source,
                     )
                 )

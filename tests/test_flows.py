@@ -1,0 +1,185 @@
+"""The flows on the real Prefect engine, and the `rollout` command as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SAMPLES
+
+import rollout.pins
+from rollout.brands import load_brand
+from rollout.synthetic import write_synthetic_export
+
+ROLLOUT = [sys.executable, "-m", "flows.cli"]
+
+
+def rollout_cmd(
+    *args: str, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [*ROLLOUT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"rollout {args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+def hashes(state_dir: Path, brand: str) -> dict[str, str]:
+    with sqlite3.connect(state_dir / "state.sqlite3") as db:
+        return dict(
+            db.execute("SELECT customer_id, pin_hash FROM customers WHERE brand = ?", (brand,))
+        )
+
+
+# --- no plaintext PIN anywhere ----------------------------------------------------------
+
+# A PIN counts as found only as a token of its own: not inside a longer number, a base64 salt,
+# a UUID or a date, where any four digits turn up by chance.
+_NOT_PART_OF = r"0-9A-Za-z+/.:\-"
+
+
+def find_token(text: str, pin: str) -> bool:
+    return re.search(rf"(?<![{_NOT_PART_OF}]){pin}(?![{_NOT_PART_OF}])", text) is not None
+
+
+def texts_below(*roots: Path) -> Iterator[tuple[Path, str]]:
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                yield path, path.read_bytes().decode("utf-8", errors="replace")
+
+
+def test_the_leak_scanner_finds_a_pin_where_one_is_written() -> None:
+    assert find_token('{"pin": "4711"}', "4711")
+    assert find_token("PIN 4711 for Max", "4711")
+    assert not find_token("$argon2id$v=19$m=64,t=1,p=1$ab4711cd", "4711")
+    assert not find_token("2c0e4711-9a1b", "4711")
+
+
+def test_no_plaintext_pin_is_left_behind(
+    prefect_api: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from flows.rollout import rollout_run
+
+    drawn: list[str] = []
+    real_generate = rollout.pins.generate_pin
+
+    def spy(birth_date: object, *args: object) -> rollout.pins.SecretPin:
+        pin = real_generate(birth_date, *args)  # type: ignore[arg-type]
+        drawn.append(pin.reveal())
+        return pin
+
+    monkeypatch.setattr(rollout.pins, "generate_pin", spy)
+    state = tmp_path / "state"
+    rollout_run(None, str(SAMPLES), str(state), after_deadline=True)
+    out, err = capfd.readouterr()
+
+    # Four digits that the inputs or the calendar already hold are no evidence either way.
+    inputs = "".join(text for _, text in texts_below(SAMPLES, REPO / "templates"))
+    public = {p for p in drawn if find_token(inputs, p) or 1900 <= int(p) <= 2100}
+    checked = set(drawn) - public
+    assert len(drawn) > 500 and len(checked) > 0.8 * len(set(drawn))
+
+    prefect_home = Path(os.environ["PREFECT_HOME"])
+    left_behind = [*texts_below(state, prefect_home), (Path("stdout"), out), (Path("stderr"), err)]
+    leaks = [
+        (str(path), pin) for path, text in left_behind for pin in checked if find_token(text, pin)
+    ]
+    assert leaks == []
+    assert any(p.name == "state.sqlite3" for p, _ in left_behind)
+    assert any("outbox" in p.parts for p, _ in left_behind)
+
+
+# --- the PIN flow on the engine ---------------------------------------------------------
+
+
+def test_pins_flow_covers_every_brand_and_publishes_a_table(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    from flows.pins import pins_all
+
+    results = pins_all(None, str(SAMPLES), str(tmp_path))
+    assert [r["brand"] for r in results] == ["congstar", "jamobil", "pennymobil"]
+    for r in results:
+        brand = str(r["brand"])
+        assert (tmp_path / "writeback" / f"{brand}.csv").is_file()
+        assert r["rejected"], "every sample carries bad rows"
+        assert len(hashes(tmp_path, brand)) == int(r["generated"]) + int(r["kept"])  # type: ignore[call-overload]
+
+
+# --- kill and re-run --------------------------------------------------------------------
+
+
+def test_a_killed_pin_run_resumes_without_a_second_pin_for_anyone(
+    tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    exports.mkdir()
+    write_synthetic_export(exports / "congstar.csv", 4_000, style="congstar", seed=7)
+    slow = {**child_env, "ROLLOUT_ARGON2_MEMORY_KIB": "19456", "ROLLOUT_ARGON2_TIME_COST": "2"}
+    args = ["pins", "--brand", "congstar", "--exports", str(exports), "--state-dir", str(state)]
+    child = subprocess.Popen([*ROLLOUT, *args, "--chunk-size", "200"], env=slow, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        while not (state / "state.sqlite3").exists() or len(hashes(state, "congstar")) < 400:
+            assert child.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    before = hashes(state, "congstar")
+    assert 400 <= len(before) < 4_000 * 0.99
+
+    rollout_cmd(*args, env=child_env)
+
+    after = hashes(state, "congstar")
+    assert {cid: after[cid] for cid in before} == before  # nobody got a second PIN
+    writeback = (state / "writeback" / "congstar.csv").read_text(encoding="cp1252")
+    assert all(h in writeback for h in after.values())
+    again = json.loads(
+        rollout_cmd("status", "--json", "--state-dir", str(state), env=child_env).stdout
+    )
+    assert again[0]["customers"] == 4_000
+
+
+# --- the whole job through the command --------------------------------------------------
+
+
+def test_the_main_job_mails_everyone_reachable_once(
+    tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    state = tmp_path / "state"
+    args = ["--exports", str(SAMPLES), "--state-dir", str(state)]
+    refused = rollout_cmd("run", *args, env=child_env, check=False)
+    assert refused.returncode == 2 and "--after-deadline" in refused.stderr
+
+    rollout_cmd("run", *args, "--after-deadline", env=child_env)
+    status = json.loads(
+        rollout_cmd("status", "--json", "--state-dir", str(state), env=child_env).stdout
+    )
+    outbox = mailbox.Maildir(state / "outbox", create=False)
+    recipients = [m["To"] for m in outbox]
+    assert len(recipients) == sum(s["sent"] for s in status) == len(set(recipients))
+    for s in status:
+        assert s["pending"] == 0 and s["unreachable"], s
+        assert s["mandatory_date"] == load_brand(s["brand"]).mandatory_date.isoformat()
+
+    rollout_cmd("run", *args, "--after-deadline", env=child_env)  # a second run mails nobody
+    assert len(mailbox.Maildir(state / "outbox", create=False)) == len(recipients)
