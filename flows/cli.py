@@ -176,7 +176,7 @@ def cmd_resend(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from flows.rollout import rollout_run
+    from flows.run import rollout_run
     from flows.summary import finish_with_status, print_pin_summaries
     from rollout.brands import load_brands
 
@@ -192,6 +192,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         a.after_deadline,
         a.today,
         a.dask_address,
+        a.chunk_size,
     )
     print_pin_summaries([cast(dict[str, object], r["pins"]) for r in results.values()])
     return finish_with_status(a.state_dir, brands)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
@@ -20,17 +21,17 @@ from rollout.state import StateStore
 # Generate and hash in one task, so a plaintext PIN never crosses a task boundary; the result
 # (hashes only) is not persisted, and nothing is cached.
 @task(name="hash-new-pins", persist_result=False, cache_policy=NO_CACHE)
-def hash_new_pins(batch: Batch, hasher: PinHasher) -> list[str]:
-    return new_pin_hashes(batch, hasher)
+def hash_new_pins(batch: Batch, hasher: PinHasher, threads: int | None) -> list[str]:
+    return new_pin_hashes(batch, hasher, threads)
 
 
-def task_hash_map(hasher: PinHasher, window: int) -> HashMap:
+def task_hash_map(hasher: PinHasher, window: int, threads: int | None) -> HashMap:
     """Submit batches to the flow's task runner, at most `window` ahead; yield hashes in order."""
 
     def run(batches: Iterator[Batch]) -> Iterator[list[str]]:
         in_flight: deque[object] = deque()
         for batch in batches:
-            in_flight.append(hash_new_pins.submit(batch, hasher))
+            in_flight.append(hash_new_pins.submit(batch, hasher, threads))
             if len(in_flight) >= window:
                 yield in_flight.popleft().result()  # type: ignore[attr-defined]
         while in_flight:
@@ -39,16 +40,21 @@ def task_hash_map(hasher: PinHasher, window: int) -> HashMap:
     return run
 
 
-# The default task runner is a local thread pool: argon2 releases the GIL, so threads fill the cores.
+# The default task runner is a local thread pool: argon2 frees the GIL, so threads fill the cores.
 @flow(name="legi-pin-pins-brand", persist_result=False)
 def pins_for_brand(
-    brand: str, exports_dir: str, state_dir: str, chunk_size: int = 5_000, window: int = 2
+    brand: str,
+    exports_dir: str,
+    state_dir: str,
+    chunk_size: int = 5_000,
+    window: int = 2,
+    threads: int | None = None,
 ) -> dict[str, object]:
     """Read the brand's export, give everyone a hash, record it and write the export back."""
     b = load_brand(brand)
     export = open_export(export_path(Path(exports_dir), b), b)
     with StateStore.in_dir(Path(state_dir)) as store, store.brand_lock(b.slug, "pins"):
-        hash_map = task_hash_map(PinHasher.from_env(), window)
+        hash_map = task_hash_map(PinHasher.from_env(), window, threads)
         summary = assign_pins(export, b, store, Path(state_dir), hash_map, chunk_size)
     create_table_artifact(
         key=f"pins-{b.slug}", table=[summary.as_dict()], description=f"PIN stage, {b.display_name}"
@@ -56,14 +62,34 @@ def pins_for_brand(
     return summary.as_dict()
 
 
-def pins_flow_for(dask_address: str | None) -> object:
-    """The brand flow on the local thread pool, or on an existing Dask cluster."""
+@dataclass(frozen=True)
+class Placement:
+    """Where the PIN chunks are hashed, and how much work to keep in flight there."""
+
+    brand_flow: Callable[..., dict[str, object]]
+    window: int  # chunks submitted ahead of the one being recorded
+    threads: int | None  # hashing threads per chunk; None: every core of the machine
+
+    def run(
+        self, brand: str, exports_dir: str, state_dir: str, chunk_size: int
+    ) -> dict[str, object]:
+        return self.brand_flow(brand, exports_dir, state_dir, chunk_size, self.window, self.threads)
+
+
+def placement(dask_address: str | None) -> Placement:
+    """The local thread pool (one chunk at a time on every core), or an existing Dask cluster."""
     if not dask_address:
-        return pins_for_brand
+        return Placement(pins_for_brand, window=2, threads=None)
+    from distributed import Client
     from prefect_dask.task_runners import DaskTaskRunner
 
+    with Client(dask_address, timeout=60) as client:  # type: ignore[no-untyped-call]
+        slots = sum(client.nthreads().values())
+    # Dask already runs one task per worker thread: one hashing thread per task, and two
+    # chunks per slot in flight so no worker waits for the flow process.
     runner = DaskTaskRunner(address=dask_address)
-    return pins_for_brand.with_options(task_runner=runner)  # type: ignore[arg-type]
+    cluster_flow = pins_for_brand.with_options(task_runner=runner)  # type: ignore[arg-type]
+    return Placement(cluster_flow, window=2 * max(slots, 1), threads=1)
 
 
 @flow(name="legi-pin-pins", persist_result=False)
@@ -74,9 +100,6 @@ def pins_all(
     dask_address: str | None = None,
     chunk_size: int = 5_000,
 ) -> list[dict[str, object]]:
-    brand_flow = pins_flow_for(dask_address)
-    window = 8 if dask_address else 2
-    return [
-        brand_flow(b.slug, exports_dir, state_dir, chunk_size, window)  # type: ignore[operator]
-        for b in load_brands(brands)
-    ]
+    """The PIN stage for every brand; chunks are the unit of work (hundreds to thousands)."""
+    where = placement(dask_address)
+    return [where.run(b.slug, exports_dir, state_dir, chunk_size) for b in load_brands(brands)]

@@ -7,7 +7,7 @@ from datetime import date
 from prefect import flow
 
 from flows.notify import notify_for_brand
-from flows.pins import pins_flow_for
+from flows.pins import placement
 from rollout.brands import load_brands
 
 
@@ -23,12 +23,13 @@ def rollout_run(
     after_deadline: bool = False,
     today: date | None = None,
     dask_address: str | None = None,
+    chunk_size: int = 5_000,
 ) -> dict[str, dict[str, object]]:
     """Per brand: assign and write back PINs, then mail the pending customers (one wave)."""
-    pins_flow = pins_flow_for(dask_address)
+    where = placement(dask_address)
     results: dict[str, dict[str, object]] = {}
     for b in load_brands(brands):
-        pins = pins_flow(b.slug, exports_dir, state_dir)  # type: ignore[operator]
+        pins = where.run(b.slug, exports_dir, state_dir, chunk_size)
         sent = notify_for_brand(
             b.slug, state_dir, transport, connections, rate, limit, after_deadline, today
         )

@@ -15,13 +15,17 @@ from pathlib import Path
 from prefect import flow, get_run_logger, serve
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
 
 from flows.notify import resend_all
 from flows.preview import preview_flow
-from flows.rollout import rollout_run
+from flows.run import rollout_run
 from rollout.brands import load_brands
 
 TIMEZONE = "Europe/Berlin"
+# Runs import the installed package (flows.serve:scheduled_wave), not a file path that only
+# resolves from the folder `serve` was started in.
+BY_MODULE = EntrypointType.MODULE_PATH
 
 
 def is_stale(scheduled: datetime, now: datetime, max_lateness: timedelta) -> bool:
@@ -35,6 +39,7 @@ def scheduled_wave(
     state_dir: str = ".rollout",
     transport: str | None = None,
     max_lateness_minutes: int = 120,
+    after_deadline: bool = False,
 ) -> dict[str, object]:
     """One wave: new PINs from the latest export, then the next daily_quota announcements."""
     scheduled = flow_run.get_scheduled_start_time()
@@ -47,7 +52,9 @@ def scheduled_wave(
             max_lateness_minutes,
         )
         return {"skipped": True, "scheduled": scheduled.isoformat()}
-    return dict(rollout_run([brand], exports_dir, state_dir, transport))
+    return dict(
+        rollout_run([brand], exports_dir, state_dir, transport, after_deadline=after_deadline)
+    )
 
 
 def deployments(exports_dir: Path, state_dir: Path, transport: str | None) -> list[object]:
@@ -59,14 +66,17 @@ def deployments(exports_dir: Path, state_dir: Path, transport: str | None) -> li
             schedule=Cron(b.schedule, timezone=TIMEZONE) if b.schedule else None,
             parameters={"brand": b.slug, **common, "transport": transport},
             description=f"Daily wave for {b.display_name}: PINs, then up to the daily quota.",
+            entrypoint_type=BY_MODULE,
         )
         for b in load_brands()
     ]
     return [
         *waves,
-        preview_flow.to_deployment(name="preview", parameters=common),
+        preview_flow.to_deployment(name="preview", parameters=common, entrypoint_type=BY_MODULE),
         resend_all.to_deployment(
-            name="resend", parameters={"state_dir": common["state_dir"], "transport": transport}
+            name="resend",
+            parameters={"state_dir": common["state_dir"], "transport": transport},
+            entrypoint_type=BY_MODULE,
         ),
     ]
 

@@ -75,7 +75,7 @@ def test_no_plaintext_pin_is_left_behind(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from flows.rollout import rollout_run
+    from flows.run import rollout_run
 
     drawn: list[str] = []
     real_generate = rollout.pins.generate_pin
