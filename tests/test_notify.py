@@ -196,7 +196,7 @@ def test_resend_does_not_retry_a_permanent_failure_at_the_same_address(tmp_path:
 def test_the_deadline_guard() -> None:
     brand = load_brand("congstar")
     check_deadline(brand, date(2022, 5, 16), after_deadline=False)
-    with pytest.raises(DeadlinePassed, match="16.05.2022.*--after-deadline"):
+    with pytest.raises(DeadlinePassed, match=r"16\.05\.2022.*--after-deadline"):
         check_deadline(brand, date(2022, 5, 17), after_deadline=False)
     check_deadline(brand, date(2026, 1, 1), after_deadline=True)
 
