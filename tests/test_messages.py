@@ -331,3 +331,27 @@ def test_german_helpers() -> None:
     assert german_date(date(2022, 12, 31)) == "31. Dezember 2022"
     assert join_de([]) == "" and join_de(["a"]) == "a"
     assert join_de(["a", "b", "c"]) == "a, b und c"
+
+
+NAMES = ["Jörg", "Ann & Bo", "<b>fett</b>", "", "Zoë\xa0Q", 'O\'Neil "Q"', "=?utf-8?q?x?="]
+
+
+@pytest.mark.parametrize("source", list(PinSource))
+def test_mails_built_from_the_inlined_skeleton_equal_full_rendering(source: PinSource) -> None:
+    composer = Composer(load_brand("jamobil"), "c")
+    composer.validate()
+    for i, name in enumerate(NAMES):
+        r = Recipient(f"K&{i}<", name, "Muster", f"k{i}@example.com", source)
+        assert composer.render(r).html == composer._inline_in_full(composer._context(r))
+
+
+def test_a_template_that_transforms_the_name_is_rendered_in_full(tmp_path: Path) -> None:
+    root = copy_root(tmp_path, "congstar")
+    (root / "congstar" / "body.html.j2").write_text(
+        '{% extends "_base/layout.html.j2" %}\n'
+        "{% block greeting %}<p>Hallo {{ first_name|upper }},</p>{% endblock %}\n"
+    )
+    composer = Composer(load_brand("congstar"), "c", root)
+    composer.validate()
+    mail = composer.render(Recipient("K1", "Jörg", "M", "j@example.com", PinSource.KEPT))
+    assert "Hallo JÖRG," in mail.html
