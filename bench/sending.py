@@ -178,6 +178,7 @@ def send_classic(brand: Brand, recipients: list[Recipient], port: int) -> Timer:
 
 def serialise(brand: Brand, recipients: list[Recipient]) -> list[OutgoingMessage]:
     composer = Composer(brand, campaign_id(brand))
+    composer.validate()  # as notify does: it lets the composer use pre-inlined skeletons
     return list(outgoing(recipients, composer, brand, lambda r: None))
 
 
