@@ -41,19 +41,14 @@ import numpy.typing as npt
 import pandas as pd
 from argon2.low_level import Type, hash_secret
 
+from rollout.exports import CANONICAL_COLUMNS
+
 Style = Literal["congstar", "jamobil", "pennymobil"]
 STYLES: tuple[Style, ...] = ("congstar", "jamobil", "pennymobil")
 
-# Logical fields; a style maps them to its own header names and order.
-ID, FIRST, LAST, EMAIL, BIRTH, HASH, EXTRA = (
-    "customer_id",
-    "first_name",
-    "last_name",
-    "email",
-    "birth_date",
-    "legi_pin_hash",
-    "extra",
-)
+# Logical fields (the reader's canonical names); a style maps them to its own header names.
+ID, FIRST, LAST, EMAIL, BIRTH, HASH = CANONICAL_COLUMNS
+EXTRA = "extra"
 HASH_PLACEHOLDER = "<argon2id hash>"  # in a plan: replaced by a real hash when written
 
 
