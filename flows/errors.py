@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from flows.summary import NothingRunYet
 from rollout.brands import BrandError
 from rollout.exports import ExportError
 from rollout.messages import TemplateProblem
@@ -19,6 +20,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     DeadlinePassed,
     LockHeld,
     TransportConfigError,
+    NothingRunYet,
 )
 
 

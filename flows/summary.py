@@ -42,8 +42,16 @@ def print_pin_summaries(results: Sequence[dict[str, object]]) -> None:
 
 
 def status_rows(state_dir: Path, brands: list[str] | None) -> list[dict[str, object]]:
-    with StateStore.in_dir(state_dir) as store:
+    """Read-only: asking where things stand never creates or changes a state DB."""
+    store = StateStore.existing(state_dir)
+    if store is None:
+        raise NothingRunYet(f"no state DB in {state_dir}: nothing has run there yet")
+    with store:
         return [brand_status(store, b, date.today()) for b in load_brands(brands)]
+
+
+class NothingRunYet(LookupError):
+    """The state dir holds no state DB."""
 
 
 def print_status(rows: Sequence[dict[str, object]]) -> None:

@@ -214,3 +214,10 @@ def test_lateness_rule(late: timedelta, stale: bool) -> None:
 
     now = datetime(2022, 5, 10, 8, 0, tzinfo=UTC)
     assert is_stale(now - late, now, timedelta(minutes=120)) is stale
+
+
+def test_status_before_any_run_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    from flows.cli import main
+
+    assert main(["status", "--state-dir", str(tmp_path / "state")]) == 2
+    assert not (tmp_path / "state").exists()
