@@ -155,27 +155,31 @@ def test_a_blocked_campaign_stops_and_leaves_the_rest_pending(tmp_path: Path) ->
     assert store.pending_count("jamobil", campaign) == len(people)
 
 
-def test_resend_reaches_the_failed_and_a_changed_address(tmp_path: Path) -> None:
+def test_resend_reaches_exactly_the_failed_and_bounced(tmp_path: Path) -> None:
     store = prepared_state(tmp_path)
     people = reachable(store, "jamobil")
-    gone, full = sorted(people.values())[:2]
+    by_address = {a: cid for cid, a in people.items()}
+    gone, full, hard, soft = sorted(people.values())[:4]
     faults = [reject([gone]), tempfail([full], reply="452 4.2.2 Mailbox full")]
+    campaign = campaign_id(load_brand("jamobil"))
     with SmtpTestServer(faults=faults) as server:
         notify(store, server.url)
-        # the CRM fixes one address; the other stays full for now
-        gone_id = next(cid for cid, a in people.items() if a == gone)
-        store.db.execute(
-            "UPDATE customers SET email = 'neu@example.org' WHERE customer_id = ?", (gone_id,)
-        )
+        # later: DSNs come in for two that were accepted, and the CRM fixes two addresses
+        store.mark_bounced("jamobil", campaign, by_address[hard], True, 550, "5.1.1 unknown")
+        store.mark_bounced("jamobil", campaign, by_address[soft], False, 452, "4.2.2 full")
+        for old, new in ((gone, "neu@example.org"), (hard, "neu2@example.org")):
+            store.db.execute(
+                "UPDATE customers SET email = ? WHERE customer_id = ?", (new, by_address[old])
+            )
         server.set_faults()
         before = len(server.received)
         summary = asyncio.run(
             resend_brand(load_brand("jamobil"), store, open_transport(server.url), FAST_RETRY)
         )
         again = server.received[before:]
-    assert sorted(r.rcpt_tos[0] for r in again) == sorted(["neu@example.org", full])
-    assert summary.sent == 2  # type: ignore[attr-defined]
-    campaign = campaign_id(load_brand("jamobil"))
+    expected = ["neu@example.org", "neu2@example.org", full, soft]
+    assert sorted(r.rcpt_tos[0] for r in again) == sorted(expected)
+    assert summary.sent == 4 and summary.skipped_permanent == []  # type: ignore[attr-defined]
     first_ids = {d.customer_id: d.message_id for d in store.deliveries("jamobil", campaign)}
     assert {r.message_id for r in again} <= set(first_ids.values())  # the same Message-IDs
 
