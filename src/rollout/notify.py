@@ -146,9 +146,8 @@ async def resend_brand(
     composer = Composer(brand, summary.campaign)
     composer.validate()
     summary.unknown_found = store.mark_interrupted(brand.slug, summary.campaign)
-    statuses = ["failed", "bounced"] + (["unknown"] if include_unknown else [])
     retry: list[Recipient] = []
-    for d in store.deliveries(brand.slug, summary.campaign, statuses):
+    for d in store.deliveries(brand.slug, summary.campaign, resend_statuses(include_unknown)):
         recipient = _current_recipient(store, brand, d)
         if recipient is None or (d.permanent and recipient.email == d.address):
             summary.skipped_permanent.append(d.customer_id)
@@ -156,6 +155,11 @@ async def resend_brand(
             retry.append(recipient)
     await _send(brand, store, composer, transport, settings, retry, summary, progress)
     return summary
+
+
+def resend_statuses(include_unknown: bool) -> list[str]:
+    """Who did not receive it: failed or bounced, and only if asked, those left unknown."""
+    return ["failed", "bounced"] + (["unknown"] if include_unknown else [])
 
 
 def _current_recipient(store: StateStore, brand: Brand, d: Delivery) -> Recipient | None:
@@ -203,8 +207,11 @@ def preview_audience(
 ) -> Audience:
     """The customers `notify` would mail now; the state DB (if any) says who was mailed."""
     audience = Audience()
-    mailed = store.mailed_ids(brand.slug, campaign_id(brand)) if store else set()
+    campaign = campaign_id(brand)
     for chunk in export.chunks():
+        ids = chunk.customers["customer_id"].tolist()
+        mailed = store.mailed_among(brand.slug, campaign, ids) if store else set()
+        known = store.known_hashes(brand.slug, ids) if store else {}
         for reject in chunk.rejects.itertuples(index=False):
             audience.unreachable.append((str(reject.customer_id), f"rejected: {reject.reason}"))
         for c in chunk.customers.itertuples(index=False):
@@ -213,7 +220,14 @@ def preview_audience(
             elif c.customer_id in mailed:
                 audience.already_mailed += 1
             elif limit is None or len(audience.recipients) < limit:
-                source = PinSource.KEPT if c.pin_hash else _known_source(store, brand, c)
+                recorded = known.get(str(c.customer_id))
+                source = (
+                    PinSource.KEPT
+                    if c.pin_hash
+                    else recorded[1]
+                    if recorded
+                    else PinSource.GENERATED
+                )
                 audience.recipients.append(
                     Recipient(
                         str(c.customer_id),
@@ -224,8 +238,3 @@ def preview_audience(
                     )
                 )
     return audience
-
-
-def _known_source(store: StateStore | None, brand: Brand, c: object) -> PinSource:
-    record = store.customer(brand.slug, str(getattr(c, "customer_id"))) if store else None  # noqa: B009
-    return record.pin_source if record else PinSource.GENERATED

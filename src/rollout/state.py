@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rollout.model import PinSource, Recipient
 
@@ -184,17 +185,25 @@ class StateStore:
         self, brand: str, customer_ids: Sequence[str]
     ) -> dict[str, tuple[str, PinSource]]:
         """customer_id -> (hash, source) for those of `customer_ids` that already hold one."""
-        found: dict[str, tuple[str, PinSource]] = {}
-        for start in range(0, len(customer_ids), 900):  # stay under SQLite's variable limit
+        rows = self._among(
+            "SELECT customer_id, pin_hash, pin_source FROM customers WHERE brand = ?",
+            [brand],
+            customer_ids,
+        )
+        return {cid: (h, PinSource(src)) for cid, h, src in rows}
+
+    def _among(
+        self, query: str, args: list[object], customer_ids: Sequence[str]
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of `query` restricted to `customer_ids`, asked in parts that stay under
+        SQLite's limit of bound variables."""
+        for start in range(0, len(customer_ids), 900):
             part = customer_ids[start : start + 900]
             marks = ",".join("?" * len(part))
-            rows = self.db.execute(
-                f"SELECT customer_id, pin_hash, pin_source FROM customers "  # noqa: S608 - '?' only
-                f"WHERE brand = ? AND customer_id IN ({marks})",
-                (brand, *part),
+            yield from self.db.execute(
+                f"{query} AND customer_id IN ({marks})",  # only '?' marks are added
+                (*args, *part),
             )
-            found.update((cid, (h, PinSource(src))) for cid, h, src in rows)
-        return found
 
     def record_chunk(
         self, brand: str, customers: Iterable[CustomerRecord], rejects: Iterable[Reject]
@@ -323,10 +332,12 @@ class StateStore:
             after = batch[-1].customer_id
             left = None if left is None else left - len(batch)
 
-    def mailed_ids(self, brand: str, campaign: str) -> set[str]:
-        """Customers with any delivery record (sent, failed, unknown ...): not pending."""
-        rows = self.db.execute(
-            "SELECT customer_id FROM deliveries WHERE brand = ? AND campaign = ?", (brand, campaign)
+    def mailed_among(self, brand: str, campaign: str, customer_ids: Sequence[str]) -> set[str]:
+        """Those of `customer_ids` with any delivery record (sent, failed, unknown ...)."""
+        rows = self._among(
+            "SELECT customer_id FROM deliveries WHERE brand = ? AND campaign = ?",
+            [brand, campaign],
+            customer_ids,
         )
         return {r[0] for r in rows}
 
