@@ -14,7 +14,14 @@ from prefect.artifacts import create_table_artifact
 from flows.progress import SendProgress
 from rollout.brands import Brand, load_brand, load_brands
 from rollout.delivery import DeliverySettings
-from rollout.notify import NotifySummary, campaign_id, check_deadline, notify_brand, resend_brand
+from rollout.notify import (
+    NotifySummary,
+    campaign_id,
+    check_deadline,
+    notify_brand,
+    resend_brand,
+    resend_statuses,
+)
 from rollout.report import brand_status, write_report
 from rollout.state import StateStore
 from rollout.transports import open_transport
@@ -48,7 +55,7 @@ def notify_for_brand(
     link = open_transport(transport_url(transport, state_dir))
     limit = limit if limit is not None else (b.daily_quota or None)
     with StateStore.in_dir(Path(state_dir)) as store, store.brand_lock(b.slug, "notify"):
-        total = _expected(store, b, limit, resend)
+        total = _expected(store, b, limit, resend, include_unknown)
         with SendProgress(b.slug, total) as progress:
             if resend:
                 job = resend_brand(
@@ -62,9 +69,13 @@ def notify_for_brand(
     return summary.as_dict()
 
 
-def _expected(store: StateStore, brand: Brand, limit: int | None, resend: bool) -> int:
+def _expected(
+    store: StateStore, brand: Brand, limit: int | None, resend: bool, include_unknown: bool
+) -> int:
+    """How many mails the progress bar counts towards."""
     if resend:
-        return len(store.deliveries(brand.slug, campaign_id(brand), ["failed", "bounced"]))
+        statuses = resend_statuses(include_unknown)
+        return len(store.deliveries(brand.slug, campaign_id(brand), statuses))
     pending = store.pending_count(brand.slug, campaign_id(brand))
     return min(pending, limit) if limit else pending
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from rollout.brands import Brand
 from rollout.exports import Export, ExportChunk
@@ -142,24 +143,25 @@ def _commit(
 
 
 def _record(
-    c: object, known: dict[str, tuple[str, PinSource]], drawn: dict[str, str]
+    c: Any,  # an itertuples row of ExportChunk.customers (untyped by pandas)
+    known: dict[str, tuple[str, PinSource]],
+    drawn: dict[str, str],
 ) -> CustomerRecord:
-    cid: str = getattr(c, "customer_id")  # noqa: B009 - itertuples rows are untyped
-    existing: str | None = getattr(c, "pin_hash")  # noqa: B009
-    if isinstance(existing, str) and existing:
-        pin_hash, source = existing, PinSource.KEPT
+    cid = str(c.customer_id)
+    if isinstance(c.pin_hash, str) and c.pin_hash:
+        pin_hash, source = c.pin_hash, PinSource.KEPT
     elif cid in known:
         pin_hash, source = known[cid]
     else:
         pin_hash, source = drawn[cid], PinSource.GENERATED
-    problem = getattr(c, "email_problem")  # noqa: B009
+    problem = c.email_problem
     return CustomerRecord(
         customer_id=cid,
         pin_hash=pin_hash,
         pin_source=source,
-        first_name=str(getattr(c, "first_name")),  # noqa: B009
-        last_name=str(getattr(c, "last_name")),  # noqa: B009
-        email=str(getattr(c, "email")),  # noqa: B009
+        first_name=str(c.first_name),
+        last_name=str(c.last_name),
+        email=str(c.email),
         email_problem=problem if isinstance(problem, str) and problem else None,
     )
 

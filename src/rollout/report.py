@@ -53,8 +53,7 @@ def brand_status(store: StateStore, brand: Brand, today: date) -> dict[str, obje
 
 def needs_attention(status: dict[str, object]) -> bool:
     """Someone is left failed or with an unknown outcome: the run should not exit 0."""
-    failed = status["failed"]
-    return bool(failed) or bool(status["unknown"]) or bool(status["sending"])
+    return any(bool(status[key]) for key in ("failed", "unknown", "sending"))
 
 
 def write_report(state_dir: Path, brand: Brand, status: dict[str, object]) -> Path:
