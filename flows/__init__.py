@@ -1,7 +1,7 @@
 """Prefect flows that orchestrate the core in `rollout`, and the `rollout` command that starts them.
 
 Importing this package sets the embedded defaults that keep Prefect offline and quiet; each can
-be overridden from the environment (see README.md, "Running against a Prefect server").
+be overridden from the environment (see README.md, "Environment" and "Operations").
 """
 
 import os
