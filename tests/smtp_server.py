@@ -8,8 +8,9 @@ In a test (the server runs its own event loop in a thread):
 
 Faults are rules matched at MAIL, RCPT or DATA; `server.set_faults(...)` swaps them at any time.
 The helpers below build the usual ones: `tempfail` (451), `reject` (550), `disconnect` (421 and
-close), `drop` (close without a reply, mid-DATA) and `lost_reply` (store, then close: the
-client cannot know that the message was accepted).
+close), `drop` (close without a reply, mid-DATA), `lost_reply` (store, then close: the
+client cannot know that the message was accepted), `slow_reply` (store, answer after a delay)
+and `garbled_reply` (store, answer with a line that is no reply).
 
 In its own process (benchmarks), as a sink that counts:
 
@@ -73,6 +74,7 @@ class Fault:
     recipients: frozenset[str] | None = None
     times: int | None = None
     every: int = 1
+    delay: float = 0.0  # seconds before the reply (past the client's timeout: a lost reply)
 
 
 def tempfail(
@@ -123,6 +125,30 @@ def lost_reply(
 ) -> Fault:
     """Keep the message, then close without the 250: the client must assume it failed."""
     return Fault("DATA", None, store=True, recipients=_set(recipients), times=times, every=every)
+
+
+def slow_reply(
+    seconds: float,
+    recipients: Iterable[str] | None = None,
+    *,
+    times: int | None = None,
+    every: int = 1,
+) -> Fault:
+    """Keep the message, then answer 250 only after `seconds`: slower than a client's timeout."""
+    return Fault(
+        "DATA",
+        "250 2.0.0 OK, at last",
+        store=True,
+        delay=seconds,
+        recipients=_set(recipients),
+        times=times,
+        every=every,
+    )
+
+
+def garbled_reply(recipients: Iterable[str] | None = None, *, times: int | None = None) -> Fault:
+    """Keep the message, then answer with a line that is no SMTP reply."""
+    return Fault("DATA", "OK thanks", store=True, recipients=_set(recipients), times=times)
 
 
 def _set(recipients: Iterable[str] | None) -> frozenset[str] | None:
@@ -278,6 +304,8 @@ class SmtpTestServer:
     async def _apply(self, fault: Fault, server: SMTP, session: Session, envelope: Envelope) -> str:
         if fault.store:
             self._store(server, session, envelope)
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
         transport = server.transport
         assert transport is not None
         if fault.reply is None:

@@ -17,9 +17,11 @@ from smtp_server import (
     SmtpTestServer,
     disconnect,
     drop,
+    garbled_reply,
     lost_reply,
     reject,
     serve,
+    slow_reply,
     tempfail,
 )
 
@@ -99,7 +101,11 @@ def assert_accounted(stats: DeliveryStats, journal: ListJournal, taken: list[str
     """Each message taken ends in exactly one place; 'released' only after a 'sending'."""
     assert stats.taken == len(taken)
     statuses = Counter(o.status for o in journal.outcomes.values())
-    assert (statuses["sent"], statuses["failed"]) == (stats.sent, stats.failed)
+    assert (statuses["sent"], statuses["failed"], statuses["unknown"]) == (
+        stats.sent,
+        stats.failed,
+        stats.unknown,
+    )
     released = journal.calls("released")
     assert len(released) == len(set(released)) == stats.released
     assert not set(released) & set(journal.outcomes)
@@ -118,13 +124,14 @@ def test_faults_end_in_exactly_one_acceptance_or_a_reason(server: SmtpTestServer
         reject([rcpt(3)]),  # unknown user at RCPT
         reject([rcpt(4)], at="DATA", reply="554 5.7.1 Content rejected"),
         disconnect(every=9),  # 421 and gone
-        drop([rcpt(5), rcpt(6)], times=1),  # connection lost mid-DATA, nothing stored
+        drop([rcpt(5), rcpt(6)], times=1),  # connection lost after the final dot
+        drop([rcpt(7)], at="RCPT", times=1),  # connection lost before DATA: certainly not sent
     )
     journal, taken = ListJournal(events), list[str]()
     stats = run(server, counted(outgoing(40), taken), journal)
 
     assert_accounted(stats, journal, taken)
-    assert (stats.sent, stats.failed, stats.left_pending, stats.unknown) == (38, 2, 0, 0)
+    assert (stats.sent, stats.failed, stats.left_pending, stats.unknown) == (36, 2, 0, 2)
     assert sorted(accepted_ids(server)) == sorted(  # each once, none of the failed
         o.message_id for o in journal.outcomes.values() if o.status == "sent"
     )
@@ -132,7 +139,12 @@ def test_faults_end_in_exactly_one_acceptance_or_a_reason(server: SmtpTestServer
     assert failed["3"].reason == "550 5.1.1 Mailbox unavailable (at RCPT TO)"
     assert (failed["3"].code, failed["3"].attempts) == (550, 1)
     assert failed["4"].reason.startswith("554 5.7.1 Content rejected")
-    assert stats.retried >= 6  # 2 + 2 greylisted, 2 dropped, and the 421s
+    # After the final dot, silence is not retried: the server may hold the message.
+    unknown = {o.customer_id: o for o in journal.outcomes.values() if o.status == "unknown"}
+    assert sorted(unknown) == ["5", "6"]
+    assert all(o.attempts == 1 and "during DATA" in o.reason for o in unknown.values())
+    assert journal.outcomes[taken[7]].status == "sent" and journal.outcomes[taken[7]].attempts >= 2
+    assert stats.retried >= 5  # 2 + 2 greylisted, 1 dropped before DATA, and the 421s
     assert journal.outcomes[taken[1]].attempts == 3
     # The journal said 'sending' before the server accepted, and 'finished' only after.
     for mid in accepted_ids(server):
@@ -141,17 +153,23 @@ def test_faults_end_in_exactly_one_acceptance_or_a_reason(server: SmtpTestServer
         assert ("finished", mid) in events[accepted_at:]
 
 
-def test_lost_reply_after_final_dot_duplicates_with_the_same_message_id(
-    server: SmtpTestServer,
-) -> None:
-    server.set_faults(lost_reply([rcpt(2)], times=1))
+@pytest.mark.parametrize(
+    "fault", [lost_reply(every=7), slow_reply(3.0, every=7), garbled_reply(times=3)]
+)
+def test_an_uncertain_outcome_is_never_retried(server: SmtpTestServer, fault: Fault) -> None:
+    # The server kept each of these messages, but the client never heard a 250: they must end
+    # 'unknown', each accepted exactly once, never a second copy from an automatic retry.
+    server.set_faults(fault)
     journal, taken = ListJournal(), list[str]()
-    stats = run(server, counted(outgoing(5), taken), journal)
+    settings = DeliverySettings(connections=3, backoff_base=0.005, backoff_max=0.02)
+    transport = open_transport(f"{server.url}?timeout=0.5", env={})
+    stats = asyncio.run(deliver(counted(outgoing(30), taken), transport, journal, settings))
     assert_accounted(stats, journal, taken)
-    assert stats.sent == 5 and journal.outcomes[taken[2]].attempts == 2
-    # The server holds it twice; only the Message-ID (stable per customer) tells they are one.
     ids = Counter(accepted_ids(server))
-    assert ids[taken[2]] == 2 and len(server.received) == 6 and len(ids) == 5
+    assert set(ids.values()) == {1} and len(ids) == 30
+    assert stats.unknown >= 3 and stats.sent + stats.unknown == 30
+    unknown = {o.message_id for o in journal.outcomes.values() if o.status == "unknown"}
+    assert all(journal.outcomes[m].attempts == 1 for m in unknown)
 
 
 def test_retries_give_up_with_the_last_reason(server: SmtpTestServer) -> None:
@@ -191,7 +209,7 @@ def test_no_session_means_nothing_attempted(url_kind: str) -> None:
     if url_kind == "bad password":
         with serve(credentials=("mailer", "right")) as server:
             transport = open_transport(
-                server.url,
+                f"{server.url}?insecure_auth=loopback",
                 env={"ROLLOUT_SMTP_USER": "mailer", "ROLLOUT_SMTP_PASSWORD": "wrong"},
             )
             stats = asyncio.run(deliver(counted(outgoing(20), taken), transport, journal, settings))
@@ -319,14 +337,17 @@ def test_maildir_through_deliver(tmp_path: Path) -> None:
     assert {p["Delivered-To"] for p in parsed} == {rcpt(i) for i in range(30)}
 
 
-def test_maybe_delivered_stays_sending_when_blocked(server: SmtpTestServer) -> None:
-    # The connection died after message 0's DATA: the server may have it. When the campaign is
-    # blocked before its retry, it stays 'sending' (the state DB reports it as unknown).
+def test_an_unknown_outcome_stays_unknown_when_the_campaign_blocks(
+    server: SmtpTestServer,
+) -> None:
+    # The connection died after message 0's DATA: the server may have it. Then the sender is
+    # refused: message 0 stays unknown, message 1 (refused at MAIL) goes back to pending.
     server.set_faults(drop([rcpt(0)], times=1), Fault("MAIL", "550 5.7.1 Blocked", every=2))
     journal, taken = ListJournal(), list[str]()
     settings = DeliverySettings(connections=1, backoff_base=10)
     stats = run(server, counted(outgoing(5), taken), journal, settings)
     assert_accounted(stats, journal, taken)
     assert (stats.unknown, stats.released, stats.sent) == (1, 1, 0)
+    assert journal.outcomes[taken[0]].status == "unknown"
     assert journal.calls("sending")[:2] == taken[:2]
     assert journal.calls("released") == [taken[1]]

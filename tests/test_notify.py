@@ -134,14 +134,32 @@ def test_waves_split_the_brand_without_overlap_or_gap(tmp_path: Path) -> None:
     assert sum(len(w) for w in waves) == len(set().union(*waves)) == len(people)
 
 
-def test_a_lost_reply_is_reported_not_hidden(tmp_path: Path) -> None:
-    """The server kept the mail but its 250 never came: the retry carries the same Message-ID."""
+def test_a_lost_reply_is_unknown_and_only_resend_include_unknown_mails_again(
+    tmp_path: Path,
+) -> None:
+    """The server kept the mail but its 250 never came: 'unknown', not silently retried."""
     store = prepared_state(tmp_path)
-    victim = sorted(reachable(store, "jamobil").values())[0]
+    people = reachable(store, "jamobil")
+    victim = sorted(people.values())[0]
+    campaign = campaign_id(load_brand("jamobil"))
+    brand = load_brand("jamobil")
     with SmtpTestServer(faults=[lost_reply([victim], times=1)]) as server:
-        notify(store, server.url)
+        summary = notify(store, server.url)
+        assert summary.unknown == 1  # type: ignore[attr-defined]
+        notify(store, server.url)  # a second notify leaves them alone, too
+        plain = asyncio.run(resend_brand(brand, store, open_transport(server.url), FAST_RETRY))
+        after_plain = [r.message_id for r in server.received if r.rcpt_tos == (victim,)]
+        asked = asyncio.run(
+            resend_brand(
+                brand, store, open_transport(server.url), FAST_RETRY, include_unknown=True
+            )
+        )
         copies = [r.message_id for r in server.received if r.rcpt_tos == (victim,)]
-    assert len(copies) == 2 and len(set(copies)) == 1
+    [record] = [d for d in store.deliveries("jamobil", campaign) if d.address == victim]
+    assert len(after_plain) == 1 and plain.sent == 0
+    assert asked.sent == 1 and len(copies) == 2 and len(set(copies)) == 1  # same Message-ID
+    assert record.status == "sent"
+    assert len(server.received) == len(people) + 1
 
 
 def test_a_blocked_campaign_stops_and_leaves_the_rest_pending(tmp_path: Path) -> None:

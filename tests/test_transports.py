@@ -19,9 +19,12 @@ from smtp_server import (
     SmtpTestServer,
     disconnect,
     drop,
+    garbled_reply,
+    lost_reply,
     reject,
     self_signed,
     serve,
+    slow_reply,
     tempfail,
 )
 
@@ -124,6 +127,10 @@ def test_maildir_urls(tmp_path: Path) -> None:
         ("smtp://mail.example.com?helo=a%0D%0Ab", {}, "helo must be a host name"),
         ("smtps://mail.example.com?cafile=/nonexistent.pem", {}, "not a readable file"),
         ("smtp://mail.example.com", {"ROLLOUT_SMTP_USER": "x"}, "ROLLOUT_SMTP_PASSWORD unset"),
+        ("smtp://mail.example.com", CREDS, "credentials go only over TLS"),
+        ("smtp://10.0.0.5?insecure_auth=loopback", CREDS, "10.0.0.5 is not a loopback"),
+        ("smtp://127.0.0.1?insecure_auth=yes", CREDS, "insecure_auth takes only 'loopback'"),
+        ("smtps://127.0.0.1?insecure_auth=loopback", CREDS, "applies only to smtp://"),
         ("maildir:", {}, "needs a path"),
         ("maildir:/x?fsync=maybe", {}, "fsync must be true or false"),
     ],
@@ -145,8 +152,9 @@ def test_password_stays_out_of_repr_and_description() -> None:
     shown += repr(transport.connection())
     assert "s3cret" not in shown
     assert (
-        transport.description == "smtp+starttls://mail.example.com:587 (STARTTLS, AUTH as mailer)"
+        transport.description == "smtp+starttls://mail.example.com:587 (STARTTLS, AUTH)"
     )
+    assert "mailer" not in shown  # the user name is personal too: never in a log line
 
 
 # --- AUTH and TLS -------------------------------------------------------------------------
@@ -154,7 +162,8 @@ def test_password_stays_out_of_repr_and_description() -> None:
 
 def test_login_with_credentials_from_the_environment() -> None:
     with serve(credentials=("mailer", "s3cret-Pa55")) as server:
-        [reply] = send(open_transport(server.url, env=CREDS), ("a@example.org", message()))
+        url = f"{server.url}?insecure_auth=loopback"
+        [reply] = send(open_transport(url, env=CREDS), ("a@example.org", message()))
         assert not isinstance(reply, DeliveryError)
         [got] = server.received
     assert got.auth_user == "mailer"
@@ -169,11 +178,21 @@ def test_login_with_credentials_from_the_environment() -> None:
 )
 def test_refused_login_blocks_the_campaign(env: dict[str, str], code: int, step: str) -> None:
     with serve(credentials=("mailer", "s3cret-Pa55")) as server:
-        [error] = send(open_transport(server.url, env=env), ("a@example.org", message()))
+        url = f"{server.url}?insecure_auth=loopback" if env else server.url
+        [error] = send(open_transport(url, env=env), ("a@example.org", message()))
         assert server.received == []
     assert isinstance(error, CampaignBlocked)
     assert (error.code, f"(at {step}") == (code, f"(at {step}")
     assert "wrong" not in str(error)
+
+
+def test_no_password_goes_out_in_plaintext() -> None:
+    # A plaintext relay that offers AUTH: without the explicit loopback opt-in nothing is sent,
+    # not even a connection is made (the refusal comes from reading the URL).
+    with serve(credentials=("mailer", "s3cret-Pa55")) as server:
+        with pytest.raises(TransportConfigError, match="credentials go only over TLS"):
+            open_transport(server.url, env=CREDS)
+        assert server.sessions == 0
 
 
 def test_starttls_required_but_not_offered_is_refused(server: SmtpTestServer) -> None:
@@ -214,6 +233,26 @@ def test_implicit_tls(tls: tuple[Path, ssl.SSLContext]) -> None:
 
 
 # --- how failures are sorted ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        (lost_reply(), "connection lost during DATA"),
+        (slow_reply(5.0), "no reply during DATA"),
+        (garbled_reply(), "unreadable reply to DATA"),
+    ],
+)
+def test_silence_after_the_message_went_out_may_mean_delivered(
+    server: SmtpTestServer, fault: Fault, says: str
+) -> None:
+    # The server kept the message each time; the client cannot know, and must say so.
+    server.set_faults(fault)
+    transport = open_transport(f"{server.url}?timeout=0.5", env={})
+    error, _ = send(transport, ("a@example.org", message(1)), ("b@example.org", message(2)))
+    assert isinstance(error, TransientError) and error.maybe_delivered, error
+    assert says in str(error)
+    assert [r.message_id for r in server.received][:1] == ["<m1.legi-pin@example.org>"]
 
 BAD = "bad@example.org"
 

@@ -13,12 +13,13 @@ each owning one connection, take them off and send them one at a time. Around th
   nothing new starts, and every message not finished is left for a later run.
 
 Every message taken from the input ends in exactly one of: `finished` sent, `finished` failed,
-`released` (tried, certainly not accepted: back to pending), left `sending` (the connection
-died after the body went out, so it may have been accepted: the state DB reports it as
-unknown) or not attempted at all. `DeliveryStats` counts each.
+`finished` unknown (the connection died, timed out or answered unreadably once the DATA
+command was sent: the server may hold the message), `released` (tried, certainly not accepted:
+back to pending), or not attempted at all. `DeliveryStats` counts each.
 
-A retry after a lost reply to the final dot can deliver a message twice; the Message-ID is
-derived from (campaign, customer), so such duplicates carry the same Message-ID.
+An unknown outcome is never retried here: only a definite reply (4xx, 421) or a failure before
+DATA is. Mailing an unknown customer again is an operator's decision (`resend
+--include-unknown`), and then carries the same Message-ID, derived from (campaign, customer).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class OutgoingMessage:
 class Outcome:
     customer_id: str
     message_id: str
-    status: Literal["sent", "failed"]
+    status: Literal["sent", "failed", "unknown"]
     attempts: int
     code: int | None  # the server's reply code, if it gave one
     reason: str  # the server's code and text (e.g. "550 5.1.1 ... (at RCPT TO)") or a description
@@ -71,7 +72,8 @@ class Journal(Protocol):
         """Right before each SMTP transaction (every attempt): record 'sending'."""
 
     def finished(self, outcome: Outcome) -> None:
-        """After the server's 250 ('sent'), a 5xx or the last failed attempt ('failed')."""
+        """After the server's 250 ('sent'), a 5xx or the last failed attempt ('failed'), or
+        when the server may hold the message but never said so ('unknown')."""
 
     def released(self, message: OutgoingMessage) -> None:
         """A message recorded as 'sending' was certainly not accepted and delivery stopped
@@ -108,7 +110,7 @@ class DeliveryStats:
     retried: int = 0  # transient failures followed by another attempt
     not_attempted: int = 0  # taken from the input, never tried (delivery stopped first)
     released: int = 0  # tried, certainly not accepted, handed back via Journal.released
-    unknown: int = 0  # left 'sending': the connection died after the body was sent
+    unknown: int = 0  # the server may hold it: no reply after the DATA command was sent
     blocked: CampaignBlocked | None = None  # why delivery stopped early, if it did
     elapsed: float = 0.0  # seconds
 
@@ -167,15 +169,6 @@ async def deliver(
 class _Job:
     message: OutgoingMessage
     attempts: int = 0
-    # Sticky: once a connection died after the body went out, the server may hold the message,
-    # whatever later attempts say.
-    maybe_delivered: bool = False
-
-
-def _noted(job: _Job, reason: str) -> str:
-    if job.maybe_delivered:  # a duplicate is possible: say so where it will be read
-        return f"{reason}; an earlier attempt may have been delivered"
-    return reason
 
 
 class _Run:
@@ -370,11 +363,14 @@ class _Run:
             self._halt(exc)
             self._leave(job)
         except PermanentError as exc:
-            self._finish(job, "failed", exc.code, _noted(job, exc.reason), permanent=True)
+            self._finish(job, "failed", exc.code, exc.reason, permanent=True)
         except TransientError as exc:
-            self._retry_or_fail(job, exc)
+            if exc.maybe_delivered:  # never retried here: a retry could mail them twice
+                self._finish(job, "unknown", exc.code, exc.reason)
+            else:
+                self._retry_or_fail(job, exc)
         else:
-            self._finish(job, "sent", reply.code, _noted(job, reply.reason))
+            self._finish(job, "sent", reply.code, reply.reason)
 
     def _retire(self, exc: ConnectionFailed) -> None:
         # The server may allow fewer connections than we open: the pool shrinks to fit. When
@@ -400,10 +396,8 @@ class _Run:
     # --- where a message goes next ---
 
     def _retry_or_fail(self, job: _Job, exc: TransientError) -> None:
-        reason = exc.reason if exc.maybe_delivered else _noted(job, exc.reason)
-        job.maybe_delivered |= exc.maybe_delivered
         if job.attempts >= self.settings.max_attempts:
-            self._finish(job, "failed", exc.code, reason)
+            self._finish(job, "failed", exc.code, exc.reason)
             return
         if self.stopping:
             self._leave(job)
@@ -425,7 +419,7 @@ class _Run:
     def _finish(
         self,
         job: _Job,
-        status: Literal["sent", "failed"],
+        status: Literal["sent", "failed", "unknown"],
         code: int | None,
         reason: str,
         permanent: bool = False,
@@ -436,8 +430,10 @@ class _Run:
         )
         if status == "sent":
             self.stats.sent += 1
-        else:
+        elif status == "failed":
             self.stats.failed += 1
+        else:
+            self.stats.unknown += 1
         self.journal.finished(outcome)
         self._account(job)
         if self.progress is not None:
@@ -447,8 +443,6 @@ class _Run:
         """Delivery stopped before this message finished: leave it for a later run."""
         if job.attempts == 0:
             self.stats.not_attempted += 1
-        elif job.maybe_delivered:
-            self.stats.unknown += 1  # stays 'sending': it may have been accepted
         else:
             self.stats.released += 1
             self.journal.released(job.message)

@@ -4,7 +4,9 @@ A transport is chosen by URL (`open_transport`); it hands out connections, each 
 message at a time over one persistent session. Failures are sorted into three kinds, because
 the delivery loop treats them differently:
 
-- `TransientError`: try again later (4xx, timeouts, dropped connections, refused connects);
+- `TransientError`: try again later (4xx, timeouts, dropped connections, refused connects),
+  unless `maybe_delivered`: silence once DATA was sent, which the delivery loop records as
+  unknown instead;
 - `PermanentError`: this message will never be accepted (5xx for the recipient or content);
 - `CampaignBlocked`: nothing will be accepted (5xx on greeting/EHLO/AUTH/MAIL FROM, TLS
   failures, STARTTLS missing): stop and leave the rest pending instead of failing everyone.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import os
 import re
 import secrets
@@ -55,8 +58,8 @@ class DeliveryError(Exception):
         super().__init__(code, text)
         self.code = code
         self.text = " ".join(text.split())  # multi-line replies become one log line
-        # True when the connection died after the message body was sent: the server may
-        # have accepted it (a retry can duplicate; the fixed Message-ID makes it dedupable).
+        # True when the server went silent (dropped, timed out, unreadable) once the DATA
+        # command was sent: it may hold the message, so a retry could deliver it twice.
         self.maybe_delivered = maybe_delivered
 
     @property
@@ -141,7 +144,7 @@ class SmtpTransport:
     port: int
     security: Security = "plain"
     timeout: float = 60.0
-    username: str | None = None
+    username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     cafile: str | None = None  # a private CA for the relay's certificate
     helo: str | None = None  # our name in EHLO; default: this machine's FQDN
@@ -149,7 +152,7 @@ class SmtpTransport:
     @property
     def description(self) -> str:
         label = {"plain": "plain", "starttls": "STARTTLS", "tls": "TLS"}[self.security]
-        auth = f", AUTH as {self.username}" if self.username else ""
+        auth = ", AUTH" if self.username else ""  # never the user name: it is personal too
         return f"{_URL_SCHEME[self.security]}://{_host_port(self.host, self.port)} ({label}{auth})"
 
     def connection(self) -> SmtpConnection:
@@ -167,7 +170,15 @@ class SmtpTransport:
 
 
 _URL_SCHEME = {security: scheme for scheme, (security, _) in _SCHEMES.items()}
-_SMTP_PARAMS = ("timeout", "cafile", "helo")
+_SMTP_PARAMS = ("timeout", "cafile", "helo", "insecure_auth")
+# Every transport URL option, for --help and the README.
+URL_OPTIONS = {
+    "timeout": "seconds to wait for each SMTP reply (default 60)",
+    "cafile": "PEM file of a private CA that signed the relay's certificate",
+    "helo": "our name in EHLO (default: this machine's FQDN)",
+    "insecure_auth": "'loopback': allow AUTH over plain smtp:// to a relay on 127.0.0.0/8 or ::1",
+    "fsync": "maildir only: 'false' skips the flush per message (default true)",
+}
 
 
 def _smtp_from_url(url: str, env: Mapping[str, str]) -> SmtpTransport:
@@ -188,6 +199,10 @@ def _smtp_from_url(url: str, env: Mapping[str, str]) -> SmtpTransport:
         raise TransportConfigError(f"transport {url!r} must not have a path or fragment")
     params = _query(url, parts.query, _SMTP_PARAMS)
     username, password = _credentials(env)
+    if username and security == "plain":
+        _allow_plaintext_auth(url, parts.hostname, params.get("insecure_auth"))
+    elif "insecure_auth" in params:
+        raise TransportConfigError("insecure_auth applies only to smtp:// with credentials set")
     return SmtpTransport(
         host=parts.hostname,
         port=port,
@@ -198,6 +213,32 @@ def _smtp_from_url(url: str, env: Mapping[str, str]) -> SmtpTransport:
         cafile=_existing_file(params["cafile"]) if "cafile" in params else None,
         helo=_hostname(params["helo"]) if "helo" in params else None,
     )
+
+
+def _allow_plaintext_auth(url: str, host: str, insecure_auth: str | None) -> None:
+    """Credentials travel only over TLS, except to a relay on this machine when asked."""
+    if insecure_auth is None:
+        raise TransportConfigError(
+            f"{ENV_USER} is set but {_redact(url)} is plaintext: credentials go only over TLS "
+            "(use smtp+starttls:// or smtps://; for a relay on this machine add "
+            "?insecure_auth=loopback)"
+        )
+    if insecure_auth != "loopback":
+        raise TransportConfigError(f"insecure_auth takes only 'loopback', not {insecure_auth!r}")
+    if not _is_loopback(host):
+        raise TransportConfigError(
+            f"insecure_auth=loopback, but {host} is not a loopback address: credentials go "
+            "only over TLS"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _credentials(env: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -268,12 +309,21 @@ class SmtpConnection:
             phase = "DATA"
             response = await self._smtp.data(data)
         except aiosmtplib.SMTPResponseException as exc:
+            if phase == "DATA" and not 400 <= exc.code < 600:
+                # Not a definite refusal (unreadable, or a success code other than 250): the
+                # server may have taken the message.
+                self._smtp.close()
+                raise TransientError(
+                    None, f"unreadable reply to DATA: {exc.message}", maybe_delivered=True
+                ) from exc
             await self._after_refusal(exc.code)
             raise _reply_error(phase, exc.code, exc.message) from exc
         except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
+            # From the DATA command on, silence may hide an accepted message.
             self._smtp.close()
+            what = "no reply" if isinstance(exc, aiosmtplib.SMTPTimeoutError) else "connection lost"
             raise TransientError(
-                None, f"connection lost during {phase}: {exc}", maybe_delivered=phase == "DATA"
+                None, f"{what} during {phase}: {exc}", maybe_delivered=phase == "DATA"
             ) from exc
         except (ValueError, UnicodeError, aiosmtplib.SMTPNotSupported) as exc:
             await self._after_refusal(None)  # refused before anything was sent
