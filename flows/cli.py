@@ -226,12 +226,16 @@ def cmd_unreachable(a: argparse.Namespace) -> int:
 
 
 def cmd_unlock(a: argparse.Namespace) -> int:
-    from rollout.state import StateStore
+    from rollout.brands import load_brand
+    from rollout.lock import holder_of
 
-    with StateStore.in_dir(a.state_dir) as store:
-        removed = store.break_lock(a.brand)
-    print(f"lock of {a.brand} {'removed' if removed else 'was not held'}")
-    return 0
+    brand = load_brand(a.brand).slug  # an unknown brand is an error, not "not held"
+    holder = holder_of(a.state_dir, brand)
+    if holder is None:
+        print(f"brand {brand} is not locked: nothing to unlock")
+        return 0
+    print(f"brand {brand} is {holder}; stop that process to free it", file=sys.stderr)
+    return 1
 
 
 def cmd_bounces(a: argparse.Namespace) -> int:
@@ -344,7 +348,7 @@ _COMMANDS: list[tuple[str, str, list[Option], Callable[[argparse.Namespace], int
     ),
     (
         "unlock",
-        "remove a brand's lock left by a run on another host",
+        "say who holds a brand's lock (the OS frees it when its process ends, even on a kill)",
         [_one_brand, _state],
         cmd_unlock,
     ),

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from flows.summary import NothingRunYet
 from rollout.brands import BrandError
 from rollout.exports import ExportError
+from rollout.lock import LockHeld
 from rollout.messages import TemplateProblem
 from rollout.notify import DeadlinePassed
-from rollout.state import LockHeld
 from rollout.transports import TransportConfigError
 
 USER_ERRORS: tuple[type[Exception], ...] = (

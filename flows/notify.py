@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from flows.progress import SendProgress
 from rollout.brands import Brand, load_brand, load_brands
 from rollout.delivery import DeliverySettings
+from rollout.lock import brand_lock
 from rollout.notify import (
     NotifySummary,
     campaign_id,
@@ -54,7 +55,7 @@ def notify_for_brand(
     settings = DeliverySettings(connections=connections, rate_per_second=rate)
     link = open_transport(transport_url(transport, state_dir))
     limit = limit if limit is not None else (b.daily_quota or None)
-    with StateStore.in_dir(Path(state_dir)) as store, store.brand_lock(b.slug, "notify"):
+    with brand_lock(Path(state_dir), b.slug, "notify"), StateStore.in_dir(Path(state_dir)) as store:
         total = _expected(store, b, limit, resend, include_unknown)
         with SendProgress(b.slug, total) as progress:
             if resend:

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from rollout.assign import Batch, HashMap, assign_pins
 from rollout.brands import load_brand, load_brands
 from rollout.exports import export_path, open_export
+from rollout.lock import brand_lock
 from rollout.pins import PinHasher, new_pin_hashes
 from rollout.state import StateStore
 
@@ -53,7 +54,7 @@ def pins_for_brand(
     """Read the brand's export, give everyone a hash, record it and write the export back."""
     b = load_brand(brand)
     export = open_export(export_path(Path(exports_dir), b), b)
-    with StateStore.in_dir(Path(state_dir)) as store, store.brand_lock(b.slug, "pins"):
+    with brand_lock(Path(state_dir), b.slug, "pins"), StateStore.in_dir(Path(state_dir)) as store:
         hash_map = task_hash_map(PinHasher.from_env(), window, threads)
         summary = assign_pins(export, b, store, Path(state_dir), hash_map, chunk_size)
     create_table_artifact(

@@ -150,9 +150,7 @@ def test_a_lost_reply_is_unknown_and_only_resend_include_unknown_mails_again(
         plain = asyncio.run(resend_brand(brand, store, open_transport(server.url), FAST_RETRY))
         after_plain = [r.message_id for r in server.received if r.rcpt_tos == (victim,)]
         asked = asyncio.run(
-            resend_brand(
-                brand, store, open_transport(server.url), FAST_RETRY, include_unknown=True
-            )
+            resend_brand(brand, store, open_transport(server.url), FAST_RETRY, include_unknown=True)
         )
         copies = [r.message_id for r in server.received if r.rcpt_tos == (victim,)]
     [record] = [d for d in store.deliveries("jamobil", campaign) if d.address == victim]

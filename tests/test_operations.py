@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import csv
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
+from test_lock import NEW_PID_NAMESPACE, _pid_namespaces_work
+
+PID_NAMESPACES = _pid_namespaces_work()
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
 
 
-def rollout_cmd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def rollout_cmd(
+    *args: str, env: dict[str, str], prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*ROLLOUT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
+        [*prefix, *ROLLOUT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
     )
 
 
@@ -28,30 +34,47 @@ def test_the_lock_keeps_a_second_run_out_until_its_holder_is_gone(
     tmp_path: Path, child_env: dict[str, str]
 ) -> None:
     state = tmp_path / "state"
-    assert (
-        rollout_cmd(
-            "pins", "--brand", "jamobil", "--state-dir", str(state), env=child_env
-        ).returncode
-        == 0
-    )
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        with sqlite3.connect(state / "state.sqlite3") as db:
-            db.execute(
-                "INSERT INTO locks VALUES ('jamobil', 'notify', ?, ?, '2022-05-20T08:00:00')",
-                (socket.gethostname(), holder.pid),
-            )
-        args = ["notify", "--brand", "jamobil", "--state-dir", str(state), "--after-deadline"]
-        second = rollout_cmd(*args, env=child_env)
-        assert second.returncode == 2
-        assert f"locked by notify (pid {holder.pid}" in second.stderr
+    pins = rollout_cmd("pins", "--brand", "jamobil", "--state-dir", str(state), env=child_env)
+    assert pins.returncode == 0, pins.stderr
+    args = ["notify", "--brand", "jamobil", "--state-dir", str(state), "--after-deadline"]
+    # The holder runs in a PID namespace of its own, the second run in another (as two
+    # containers sharing the state volume would): it must still be kept out.
+    prefix = NEW_PID_NAMESPACE if PID_NAMESPACES else []
+    with holder_of_jamobil(state, prefix) as child:
+        second = rollout_cmd(*args, env=child_env, prefix=prefix)
+        assert second.returncode == 2, second.stderr
+        assert (
+            second.stderr.strip()
+            .splitlines()[-1]
+            .startswith("rollout: error: brand jamobil is locked by notify (pid ")
+        )
         assert not (state / "outbox").exists()  # it sent nothing
-    finally:
-        holder.kill()
-        holder.wait()
-    recovered = rollout_cmd(*args, env=child_env)  # the holder died: its lock is taken over
+        unlock = rollout_cmd(
+            "unlock", "--brand", "jamobil", "--state-dir", str(state), env=child_env
+        )
+        assert unlock.returncode == 1 and "locked by notify" in unlock.stderr
+        child.kill()
+    recovered = rollout_cmd(*args, env=child_env)  # the holder died: the OS freed its lock
     assert recovered.returncode == 0, recovered.stderr
     assert len(list((state / "outbox" / "new").iterdir())) > 300
+
+
+@contextmanager
+def holder_of_jamobil(state: Path, prefix: list[str]) -> Iterator[subprocess.Popen[str]]:
+    hold = (
+        "import sys, time\nfrom pathlib import Path\nfrom rollout.lock import brand_lock\n"
+        "with brand_lock(Path(sys.argv[1]), 'jamobil', 'notify'):\n"
+        "    print('held', flush=True)\n    time.sleep(300)\n"
+    )
+    child = subprocess.Popen(
+        [*prefix, sys.executable, "-c", hold, str(state)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        yield child
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_broken_export_is_one_clear_line_and_exit_2(

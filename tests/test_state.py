@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rollout.model import PinSource
-from rollout.state import CustomerRecord, LockHeld, Reject, StateStore
+from rollout.state import CustomerRecord, Reject, StateStore
 
 
 def customer(
@@ -95,26 +92,6 @@ def test_unreachable_lists_bad_addresses_and_permanent_failures(store: StateStor
         ("1", "failed: 550 user unknown"),
         ("2", "bad_email"),
     ]
-
-
-def test_a_second_holder_is_kept_out_while_the_first_lives(tmp_path: Path) -> None:
-    holder = subprocess.Popen(  # a live process on this host holds the lock
-        [sys.executable, "-c", "import time; time.sleep(60)"]
-    )
-    try:
-        with StateStore.in_dir(tmp_path) as s:
-            s.db.execute(
-                "INSERT INTO locks VALUES ('congstar', 'notify', ?, ?, 'then')",
-                (os.uname().nodename, holder.pid),
-            )
-            with pytest.raises(LockHeld, match=f"pid {holder.pid}"), s.brand_lock("congstar", "x"):
-                pass
-    finally:
-        holder.kill()
-        holder.wait()
-    with StateStore.in_dir(tmp_path) as s, s.brand_lock("congstar", "x"):  # dead holder: taken over
-        row = s.db.execute("SELECT pid FROM locks WHERE brand = 'congstar'").fetchone()
-        assert row[0] == os.getpid()
 
 
 def test_read_only_view_changes_nothing(tmp_path: Path) -> None:

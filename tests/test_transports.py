@@ -151,9 +151,7 @@ def test_password_stays_out_of_repr_and_description() -> None:
     shown = " ".join([repr(transport), str(transport), transport.description])
     shown += repr(transport.connection())
     assert "s3cret" not in shown
-    assert (
-        transport.description == "smtp+starttls://mail.example.com:587 (STARTTLS, AUTH)"
-    )
+    assert transport.description == "smtp+starttls://mail.example.com:587 (STARTTLS, AUTH)"
     assert "mailer" not in shown  # the user name is personal too: never in a log line
 
 
@@ -253,6 +251,7 @@ def test_silence_after_the_message_went_out_may_mean_delivered(
     assert isinstance(error, TransientError) and error.maybe_delivered, error
     assert says in str(error)
     assert [r.message_id for r in server.received][:1] == ["<m1.legi-pin@example.org>"]
+
 
 BAD = "bad@example.org"
 

@@ -8,8 +8,6 @@ The flow process is the only writer; readers (status, preview) never block it.
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -62,14 +60,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_message_id ON deliveries (message_id);
 CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (lower(address));
-
-CREATE TABLE IF NOT EXISTS locks (
-    brand       TEXT PRIMARY KEY,
-    holder      TEXT NOT NULL,
-    host        TEXT NOT NULL,
-    pid         INTEGER NOT NULL,
-    acquired_at TEXT NOT NULL
-);
 """
 
 
@@ -129,10 +119,6 @@ def _delivery(row: Sequence[object]) -> Delivery:
         str(reason),
         str(updated),
     )
-
-
-class LockHeld(RuntimeError):
-    """Another live run holds the brand's lock."""
 
 
 class StateStore:
@@ -477,54 +463,6 @@ class StateStore:
             (brand, campaign),
         ).fetchone()
         return int(row[0])
-
-    # --- the brand lock ---------------------------------------------------------------------
-
-    @contextmanager
-    def brand_lock(self, brand: str, holder: str) -> Iterator[None]:
-        """Keep two runs of one brand from sending at once; a dead holder's lock is taken over."""
-        self._acquire(brand, holder)
-        try:
-            yield
-        finally:
-            with self.transaction() as db:
-                db.execute(
-                    "DELETE FROM locks WHERE brand = ? AND host = ? AND pid = ?",
-                    (brand, socket.gethostname(), os.getpid()),
-                )
-
-    def _acquire(self, brand: str, holder: str) -> None:
-        me = (socket.gethostname(), os.getpid())
-        with self.transaction() as db:
-            row = db.execute(
-                "SELECT holder, host, pid, acquired_at FROM locks WHERE brand = ?", (brand,)
-            ).fetchone()
-            if row and (row[1], row[2]) != me and not _is_dead(row[1], row[2]):
-                raise LockHeld(
-                    f"brand {brand} is locked by {row[0]} (pid {row[2]} on {row[1]}, "
-                    f"since {row[3]}); if that process is gone from another host, remove the "
-                    f"lock with `rollout unlock --brand {brand}`"
-                )
-            db.execute(
-                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)", (brand, holder, *me, now())
-            )
-
-    def break_lock(self, brand: str) -> bool:
-        with self.transaction() as db:
-            return db.execute("DELETE FROM locks WHERE brand = ?", (brand,)).rowcount > 0
-
-
-def _is_dead(host: str, pid: int) -> bool:
-    """Only a holder on this host can be checked; one elsewhere is assumed alive."""
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _customer(row: Sequence[object]) -> CustomerRecord:
