@@ -1,16 +1,30 @@
-"""Turn the errors a user can fix into one clear line and exit code 2; let bugs show in full."""
+"""Turn what stops a run into one clear line and its exit code; let bugs show in full.
+
+| code | meaning |
+|---|---|
+| 0 | done |
+| 1 | done, but someone is left failed or with an unknown outcome (`rollout status`) |
+| 2 | bad input or settings: nothing was done (the line names the file or setting) |
+| 3 | sending blocked: the relay refused us (connection, TLS, AUTH, sender); the rest is pending |
+| 4 | the environment failed: state dir not writable, disk full, state DB unreadable |
+| 130, 143 | stopped by SIGINT or SIGTERM after the messages in flight; re-run to continue |
+"""
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from flows.summary import NothingRunYet
 from rollout.brands import BrandError
 from rollout.exports import ExportError
 from rollout.lock import LockHeld
 from rollout.messages import TemplateProblem
-from rollout.notify import DeadlinePassed
+from rollout.notify import DeadlinePassed, SendingBlocked
+from rollout.shutdown import Interrupted
 from rollout.transports import TransportConfigError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -22,14 +36,35 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TransportConfigError,
     NothingRunYet,
 )
+EXIT_BLOCKED = 3
+EXIT_ENVIRONMENT = 4
 
 
-def run_reporting_errors(command: Callable[[], int]) -> int:
+def run_reporting_errors(command: Callable[[], int], state_dir: Path | None = None) -> int:
     try:
         return command()
     except USER_ERRORS as error:
-        print(f"rollout: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error), 2)
+    except SendingBlocked as error:
+        return _fail(str(error), EXIT_BLOCKED)
+    except sqlite3.Error as error:
+        where = f"state DB {state_dir / 'state.sqlite3'}" if state_dir else "state DB"
+        name = getattr(error, "sqlite_errorname", type(error).__name__)
+        return _fail(f"{where}: {error} ({name})", EXIT_ENVIRONMENT)
+    except OSError as error:
+        return _fail(_os_error(error), EXIT_ENVIRONMENT)
+    except Interrupted as stop:
+        return _fail(f"{stop}; re-run the same command to continue", 128 + stop.signal)
     except KeyboardInterrupt:
-        print("rollout: interrupted; re-run the same command to continue", file=sys.stderr)
-        return 130
+        return _fail("interrupted; re-run the same command to continue", 130)
+
+
+def _os_error(error: OSError) -> str:
+    code = errno.errorcode.get(error.errno or 0, "")
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error} ({code})" if code else f"{where}{error}"
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"rollout: error: {message}", file=sys.stderr)
+    return code

@@ -67,6 +67,7 @@ def notify_for_brand(
             # Sending is asyncio inside; the flow itself stays sync so parents can call it.
             summary = asyncio.run(job)
         publish_status(store, b, state_dir, summary)
+    summary.raise_if_stopped()  # the flow run ends Failed, with the reason as its message
     return summary.as_dict()
 
 

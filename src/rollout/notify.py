@@ -7,6 +7,7 @@ again unless someone asks (`resend --include-unknown`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,12 +17,18 @@ from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver
 from rollout.exports import Export
 from rollout.messages import Composer
 from rollout.model import PinSource, Recipient
+from rollout.shutdown import Interrupted, requested, stop_gracefully
 from rollout.state import Delivery, StateStore
 from rollout.transports import Transport
 
 
 class DeadlinePassed(RuntimeError):
     """The announcement would arrive after the date it announces."""
+
+
+class SendingBlocked(RuntimeError):
+    """The relay refuses us (no connection, TLS, AUTH, sender refused): nothing more can be
+    sent until someone fixes that. Everyone not yet sent stays pending."""
 
 
 def campaign_id(brand: Brand) -> str:
@@ -52,9 +59,21 @@ class NotifySummary:
     unusable_address: int = 0  # found unusable while composing: now unreachable
     skipped_permanent: list[str] = field(default_factory=list)
     blocked: str | None = None
+    stopped_by: int | None = None  # the signal that stopped sending early, if one did
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+    def raise_if_stopped(self) -> None:
+        """After the outcome is recorded and reported: a run that stopped early must not look
+        like one that finished."""
+        if self.stopped_by is not None:
+            raise Interrupted(self.stopped_by)
+        if self.blocked:
+            raise SendingBlocked(
+                f"{self.brand}: sending stopped after {self.sent} sent: {self.blocked}; "
+                "everyone not yet sent is still pending"
+            )
 
 
 class StoreJournal:
@@ -186,7 +205,11 @@ async def _send(
         summary.unusable_address += 1
 
     messages = outgoing(recipients, composer, brand, unusable)
-    stats = await deliver(messages, transport, journal, settings, progress)
+    loop, stop = asyncio.get_running_loop(), asyncio.Event()
+    # SIGTERM/SIGINT: take nobody new, let the transactions in flight finish and be recorded.
+    with stop_gracefully(lambda: loop.call_soon_threadsafe(stop.set)):
+        stats = await deliver(messages, transport, journal, settings, progress, stop=stop)
+    summary.stopped_by = requested()
     summary.sent, summary.failed, summary.retried = stats.sent, stats.failed, stats.retried
     summary.not_attempted, summary.released = stats.not_attempted, stats.released
     summary.unknown = stats.unknown
