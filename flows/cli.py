@@ -31,7 +31,10 @@ examples:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from flows.errors import run_reporting_errors
+    from flows.logs import quiet_reported_errors
     from rollout.shutdown import interruptible
+
+    quiet_reported_errors()
 
     with interruptible():  # a signal unwinds: locks released, the temporary server stopped
         return run_reporting_errors(lambda: args.handler(args), getattr(args, "state_dir", None))

@@ -128,6 +128,17 @@ def test_failure_without_previous_file_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_rerun_removes_the_temp_files_a_killed_run_left(tmp_path: Path) -> None:
+    out = tmp_path / "x.csv"
+    stale = [tmp_path / ".x.csv.k1ll3d.tmp", tmp_path / ".x.csv.d1skfull.tmp"]
+    other = tmp_path / ".y.csv.abc.tmp"  # another brand's: not ours to touch
+    for path in [*stale, other]:
+        path.write_text("half a file")
+    with WritebackWriter(out, _format()):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".y.csv.abc.tmp", "x.csv"]
+
+
 def test_rows_must_have_the_export_columns(tmp_path: Path) -> None:
     out = tmp_path / "x.csv"
     with pytest.raises(ValueError, match="columns"), WritebackWriter(out, _format()) as writer:

@@ -127,7 +127,7 @@ class StateStore:
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
         if read_only:  # for previews and reports: must not create or change anything
-            self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            self.db = _open_read_only(path)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -463,6 +463,19 @@ class StateStore:
             (brand, campaign),
         ).fetchone()
         return int(row[0])
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+    # A read-only directory (a mounted copy, a snapshot): SQLite cannot create the WAL index
+    # beside the file. Nobody can write there either, so the file is read as it stands.
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
 def _customer(row: Sequence[object]) -> CustomerRecord:

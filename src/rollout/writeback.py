@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, TextIO
@@ -50,6 +52,9 @@ class WritebackWriter:
 
     def __enter__(self) -> WritebackWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Left by a run that was killed or hit a full disk (the brand lock says none is running).
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         fd, name = tempfile.mkstemp(
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
         )
@@ -57,7 +62,8 @@ class WritebackWriter:
         try:
             encoding = "utf-8-sig" if self.format.bom else self.format.encoding
             self._file = os.fdopen(fd, "w", encoding=encoding, newline="")
-            self._write_header()
+            with self._naming_the_file():
+                self._write_header()
         except BaseException:
             self._discard()
             raise
@@ -72,17 +78,28 @@ class WritebackWriter:
                 f"write-back rows must have the export's columns {list(self.format.header)}, "
                 f"got {list(rows.columns)}"
             )
-        for part, quoting in self._parts(rows):
-            part.to_csv(
-                self._file,
-                header=False,
-                index=False,
-                sep=self.format.delimiter,
-                lineterminator=self.format.line_terminator,
-                quoting=quoting,
-                na_rep="",
-            )
+        with self._naming_the_file():
+            for part, quoting in self._parts(rows):
+                part.to_csv(
+                    self._file,
+                    header=False,
+                    index=False,
+                    sep=self.format.delimiter,
+                    lineterminator=self.format.line_terminator,
+                    quoting=quoting,
+                    na_rep="",
+                )
         self.rows_written += len(rows)
+
+    @contextmanager
+    def _naming_the_file(self) -> Iterator[None]:
+        """A full disk says "No space left on device" without saying where: add the path."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror, str(self._temp or self.path)) from exc
 
     def __exit__(
         self,
@@ -94,7 +111,8 @@ class WritebackWriter:
             self._discard()
             return
         try:
-            self._commit()
+            with self._naming_the_file():
+                self._commit()
         except BaseException:
             self._discard()
             raise
@@ -131,11 +149,15 @@ class WritebackWriter:
         _fsync_directory(self.path.parent)
 
     def _discard(self) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.close()
-        if self._temp is not None:
-            self._temp.unlink(missing_ok=True)
-            self._temp = None
+        try:
+            if self._file is not None and not self._file.closed:
+                self._file.close()  # may fail flushing to a full disk: the file goes anyway
+        except OSError:
+            pass
+        finally:
+            if self._temp is not None:
+                self._temp.unlink(missing_ok=True)
+                self._temp = None
 
 
 def _fsync_directory(directory: Path) -> None:
