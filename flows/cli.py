@@ -214,12 +214,14 @@ def cmd_preview(a: argparse.Namespace) -> int:
 def cmd_status(a: argparse.Namespace) -> int:
     from flows.summary import print_status, status_rows
 
+    from rollout.report import needs_attention
+
     rows = status_rows(a.state_dir, a.brands)
     if a.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         print_status(rows)
-    return 0
+    return 1 if any(needs_attention(r) for r in rows) else 0  # usable as a check in cron
 
 
 def cmd_unreachable(a: argparse.Namespace) -> int:
@@ -338,7 +340,12 @@ _COMMANDS: list[tuple[str, str, list[Option], Callable[[argparse.Namespace], int
         [_bounce_paths, _brands, _state],
         cmd_bounces,
     ),
-    ("status", "where each brand's rollout stands", [_brands, _state, _as_json], cmd_status),
+    (
+        "status",
+        "where each brand's rollout stands (exit 1 while anyone is failed or unknown)",
+        [_brands, _state, _as_json],
+        cmd_status,
+    ),
     (
         "unreachable",
         "write the customers without a usable address as CSV (for letter or SMS)",

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 import pytest
 
 from rollout import addresses
-from rollout.addresses import NAME_MAX_LENGTH, check_address, clean_name
+from rollout.addresses import NAME_MAX_LENGTH, check_address, clean_name, redact_addresses
 from rollout.synthetic import DOMAINS, FIRST_NAMES, LAST_NAMES, email_local
 
 
@@ -129,3 +129,18 @@ def test_cleaned_encoded_word_name_cannot_add_a_bcc_header() -> None:
     head = message.as_bytes().split(b"\r\n\r\n", 1)[0]
     assert b"\n" not in head.replace(b"\r\n", b"")
     assert not any(line.lower().startswith(b"bcc") for line in head.split(b"\r\n"))
+
+
+@pytest.mark.parametrize(
+    ("reply", "redacted"),
+    [
+        (
+            "550 5.1.1 <felix.muster@example.org>: Recipient address rejected: User unknown",
+            "550 5.1.1 <<address>>: Recipient address rejected: User unknown",
+        ),
+        ("452 4.2.2 mailbox of jürgen@bücher.de is full", "452 4.2.2 mailbox of <address> is full"),
+        ("554 5.7.1 Message rejected as spam", "554 5.7.1 Message rejected as spam"),
+    ],
+)
+def test_failure_reasons_lose_the_addresses_in_them(reply: str, redacted: str) -> None:
+    assert redact_addresses(reply) == redacted

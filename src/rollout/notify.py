@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
+from rollout.addresses import redact_addresses
 from rollout.brands import Brand
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver
 from rollout.exports import Export
@@ -94,7 +95,7 @@ class StoreJournal:
             outcome.customer_id,
             outcome.status,
             outcome.code,
-            outcome.reason,
+            redact_addresses(outcome.reason),  # the address is in the customer's own row
             outcome.permanent,
         )
 
