@@ -20,7 +20,7 @@ The model, which is what the scheduled waves do:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
@@ -153,13 +153,14 @@ def start_of(day: date) -> datetime:
 def wave_slots(schedule: str, after: datetime) -> Iterator[datetime]:
     """The wave start times (UTC) at or after `after`, as Prefect's scheduler places them."""
     wall = after.astimezone(BERLIN).replace(tzinfo=None) - timedelta(seconds=1)
-    return _placed(_cron(schedule, wall, reverse=False), lambda s: s >= after)
+    slots = _placed(_cron(schedule, wall, reverse=False), forward=True)
+    return (s for s in slots if s >= after)
 
 
 def slots_before(schedule: str, end: datetime) -> Iterator[datetime]:
     """The wave start times (UTC) before `end`, latest first."""
     wall = end.astimezone(BERLIN).replace(tzinfo=None)
-    return _placed(_cron(schedule, wall, reverse=True), lambda s: s < end)
+    return (s for s in _placed(_cron(schedule, wall, reverse=True), forward=False) if s < end)
 
 
 def _cron(schedule: str, wall: datetime, reverse: bool) -> Iterator[datetime]:
@@ -169,13 +170,14 @@ def _cron(schedule: str, wall: datetime, reverse: bool) -> Iterator[datetime]:
         raise BrandError(f"schedule {schedule!r} is not a cron expression: {error}") from None
 
 
-def _placed(walls: Iterator[datetime], keep: Callable[[datetime], bool]) -> Iterator[datetime]:
-    """Berlin wall-clock times as instants; a skipped time moves on by the gap, a repeated one
-    is taken once (fold=0 does both, as Prefect's scheduler does)."""
+def _placed(walls: Iterator[datetime], forward: bool) -> Iterator[datetime]:
+    """Berlin wall-clock times as instants, as Prefect's scheduler places them: a time the
+    spring change skips moves on by the gap (fold=0), unless a wave already runs at that
+    instant; a time the autumn change repeats is taken once, the first time (fold=0)."""
     seen: datetime | None = None
     for wall in walls:
         slot = wall.replace(tzinfo=BERLIN, fold=0).astimezone(UTC)
-        if slot != seen and keep(slot):
+        if seen is None or (slot > seen if forward else slot < seen):
             seen = slot
             yield slot
 
@@ -272,7 +274,7 @@ def latest_start(
     back: list[datetime] = []  # the slots before `end`, latest first, read as far as needed
 
     def fits(count: int) -> bool:
-        back.extend(islice(earlier, count - len(back)))
+        back.extend(islice(earlier, max(0, count - len(back))))
         return count <= len(back) and _fits(pending, back[count - 1 :: -1], quota, rate, end)
 
     low = 1 if quota <= 0 else math.ceil(pending / quota)  # waves needed at the least
