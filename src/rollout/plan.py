@@ -67,7 +67,7 @@ class Rate:
 
     def describe(self) -> str:
         if self.per_second is None:
-            return "no rate limit (none given or measured)"
+            return "unlimited (none known)"
         r = self.per_second
         figure = f"{r:,.1f} mails/s" if r >= 1 else f"{r:.3g} mails/s"
         if self.source == "measured":
