@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import cast
 
@@ -25,6 +25,7 @@ examples:
   rollout resend --brand congstar --exports newer-exports/
   rollout bounces /var/mail/bounces/ bounced.csv
   rollout status --json
+  rollout plan --today 2022-05-02 --rate 50     will everyone be mailed before the mandatory date?
 """
 
 
@@ -212,16 +213,35 @@ def cmd_preview(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from flows.summary import print_status, status_rows
-
+    from flows.summary import console, forecasts, print_status, status_rows
+    from rollout.plan import summary_line
     from rollout.report import needs_attention
 
     rows = status_rows(a.state_dir, a.brands)
+    lines = [summary_line(f) for f in forecasts(a.state_dir, a.brands, datetime.now(UTC))]
     if a.json:
+        for row, line in zip(rows, lines, strict=True):
+            row["forecast"] = line
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         print_status(rows)
+        for line in lines:
+            console.print(f"forecast {line}", highlight=False, soft_wrap=True)
     return 1 if any(needs_attention(r) for r in rows) else 0  # usable as a check in cron
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    """Needs no Prefect server and imports no Prefect: the core reads the state DB directly."""
+    from flows.summary import forecasts, print_forecasts
+    from rollout.plan import start_of
+
+    as_of = start_of(a.today) if a.today else datetime.now(UTC)
+    plans = forecasts(a.state_dir, a.brands, as_of, a.rate)
+    if a.json:
+        print(json.dumps([f.as_dict() for f in plans], indent=2, ensure_ascii=False))
+    else:
+        print_forecasts(plans)
+    return 0
 
 
 def cmd_unreachable(a: argparse.Namespace) -> int:
@@ -274,6 +294,30 @@ def _resend_opts(p: argparse.ArgumentParser) -> None:
         "--include-unknown",
         action="store_true",
         help="also re-send to those whose earlier send was interrupted (they may get it twice)",
+    )
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0 or rate == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a rate in mails per second: {text!r}")
+    return rate
+
+
+def _plan_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        help="plan as of the start of this date (YYYY-MM-DD; default: now)",
+    )
+    p.add_argument(
+        "--rate",
+        type=_positive_rate,
+        help="sending rate cap in mails per second (default: the rate of the last waves in "
+        "the state DB, else none)",
     )
 
 
@@ -345,6 +389,12 @@ _COMMANDS: list[tuple[str, str, list[Option], Callable[[argparse.Namespace], int
         "where each brand's rollout stands (exit 1 while anyone is failed or unknown)",
         [_brands, _state, _as_json],
         cmd_status,
+    ),
+    (
+        "plan",
+        "will everyone be mailed before the mandatory date? (schedule, quota, rate)",
+        [_brands, _state, _plan_opts, _as_json],
+        cmd_plan,
     ),
     (
         "unreachable",

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect import flow, get_run_logger, serve
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
@@ -20,7 +21,10 @@ from prefect.types.entrypoint import EntrypointType
 from flows.notify import resend_all
 from flows.preview import preview_flow
 from flows.run import rollout_run
-from rollout.brands import load_brands
+from rollout.brands import load_brand, load_brands
+from rollout.plan import forecast_markdown
+from rollout.report import brand_forecast
+from rollout.state import StateStore
 
 TIMEZONE = "Europe/Berlin"
 # Runs import the installed package (flows.serve:scheduled_wave), not a file path that only
@@ -51,9 +55,26 @@ def scheduled_wave(
             scheduled.isoformat(),
             max_lateness_minutes,
         )
+        publish_forecast(brand, state_dir)
         return {"skipped": True, "scheduled": scheduled.isoformat()}
-    return dict(
+    result: dict[str, object] = dict(
         rollout_run([brand], exports_dir, state_dir, transport, after_deadline=after_deadline)
+    )
+    publish_forecast(brand, state_dir)
+    return result
+
+
+def publish_forecast(brand: str, state_dir: str) -> None:
+    """After each wave: will everyone be told in time? (counts and dates only)."""
+    store = StateStore.existing(Path(state_dir))
+    if store is None:  # nothing has run yet: nothing to forecast, and nothing to create
+        return
+    with store:
+        plan = brand_forecast(store, load_brand(brand), datetime.now(UTC))
+    create_markdown_artifact(
+        key=f"forecast-{brand}",
+        markdown=forecast_markdown(plan),
+        description=f"Legi-PIN forecast, {brand}: {plan.verdict.replace('_', ' ')}",
     )
 
 

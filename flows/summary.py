@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from rollout.brands import Brand, load_brand, load_brands
-from rollout.report import STATUS_COLUMNS, brand_status, needs_attention
+from rollout.plan import BERLIN, Forecast, summary_line
+from rollout.report import STATUS_COLUMNS, brand_forecast, brand_status, needs_attention
 from rollout.state import StateStore
 
 console = Console()
@@ -56,6 +57,52 @@ class NothingRunYet(LookupError):
 
 def print_status(rows: Sequence[dict[str, object]]) -> None:
     _print_by_brand("Legi-PIN rollout", rows, STATUS_COLUMNS[1:])
+
+
+def forecasts(
+    state_dir: Path, brands: list[str] | None, as_of: datetime, rate: float | None = None
+) -> list[Forecast]:
+    """Read-only, like status: each brand's forecast as of `as_of`."""
+    store = StateStore.existing(state_dir)
+    if store is None:
+        raise NothingRunYet(f"no state DB in {state_dir}: nothing has run there yet")
+    with store:
+        return [brand_forecast(store, b, as_of, rate) for b in load_brands(brands)]
+
+
+def _when(at: datetime | None) -> str:
+    return "-" if at is None else at.astimezone(BERLIN).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def print_forecasts(plans: Sequence[Forecast]) -> None:
+    """One column per brand, then each brand's verdict as one line."""
+    rows: list[dict[str, object]] = [
+        {
+            "brand": f.brand,
+            "pending": f.backlog.pending,
+            "of which retries": f.backlog.retry,
+            "waiting: unknown": f.backlog.unknown,
+            "waiting: failed": f.backlog.failed,
+            "waiting: bounced": f.backlog.bounced,
+            "schedule": f.schedule or "none",
+            "quota per wave": f.daily_quota or "all",
+            "rate": f.rate.describe(),
+            "waves": f.waves,
+            "first wave": _when(f.first_wave),
+            "last mail": _when(f.last_mail),
+            "mandatory date": f.mandatory_date.isoformat(),
+            "verdict": f.verdict.replace("_", " "),
+            "margin days": "-" if f.margin_days is None else f.margin_days,
+            "late": f.late,
+            "smallest quota": f.smallest_quota or "-",
+            "latest start": _when(f.latest_start),
+        }
+        for f in plans
+    ]
+    as_of = _when(plans[0].as_of) if plans else ""
+    _print_by_brand(f"Legi-PIN forecast as of {as_of}", rows, list(rows[0])[1:] if rows else [])
+    for f in plans:
+        console.print(summary_line(f), highlight=False, soft_wrap=True)
 
 
 def finish_with_status(state_dir: Path, brands: Sequence[Brand]) -> int:

@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -82,7 +81,8 @@ def test_faults_kills_and_reruns_never_mail_anyone_twice(
     with SmtpTestServer(faults=faults(), record=True) as server:  # type: ignore[arg-type]
         url = f"{server.url}?timeout=1"
         notify = [*ROLLOUT, "notify", "--brand", "jamobil", "--state-dir", str(state),
-                  "--after-deadline", "--transport", url, "--connections", "4", "--rate", "150"]  # fmt: skip
+                  "--after-deadline", "--transport", url,
+                  "--connections", "4", "--rate", "150"]  # fmt: skip
         endings: list[int] = []
         for attempt in range(15):
             log = tmp_path / f"notify-{attempt}.log"

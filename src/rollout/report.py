@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from rollout.brands import Brand
 from rollout.notify import campaign_id
+from rollout.plan import Backlog, Forecast, Rate, forecast, measured_rate
 from rollout.state import StateStore
 
 STATUS_COLUMNS = (
@@ -64,3 +65,19 @@ def write_report(state_dir: Path, brand: Brand, status: dict[str, object]) -> Pa
     tmp.write_text(json.dumps(status, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, out)
     return out
+
+
+def brand_forecast(
+    store: StateStore, brand: Brand, as_of: datetime, rate: float | None = None
+) -> Forecast:
+    """Will everyone pending be mailed before the mandatory date? `rate`: the cap in mails per
+    second, else the rate recent waves reached, else none (say so)."""
+    campaign = campaign_id(brand)
+    counts = store.backlog_counts(brand.slug, campaign)
+    backlog = Backlog(new=store.pending_count(brand.slug, campaign), **counts)
+    cap = (
+        Rate(rate, "given")
+        if rate is not None
+        else measured_rate(store.sent_per_second(brand.slug, campaign))
+    )
+    return forecast(brand, backlog, cap, as_of)

@@ -464,6 +464,45 @@ class StateStore:
         ).fetchone()
         return int(row[0])
 
+    # --- the forecast (read-only) -----------------------------------------------------------
+
+    def backlog_counts(self, brand: str, campaign: str) -> dict[str, int]:
+        """Deliveries not done yet, by what comes next (for `rollout plan`).
+
+        retry: a soft failure, or a permanent one at an address that has changed since (resend
+        mails them); failed, bounced: for good at the current address; unknown: a run died
+        mid-send ('sending' too: the next run marks it unknown).
+        """
+        row = self.db.execute(
+            """
+            SELECT
+              coalesce(sum(d.status IN ('unknown', 'sending')), 0),
+              coalesce(sum(c.email_problem IS NULL AND d.status IN ('failed', 'bounced')
+                           AND (d.permanent = 0 OR d.address <> c.email)), 0),
+              coalesce(sum(c.email_problem IS NULL AND d.status = 'failed'
+                           AND d.permanent = 1 AND d.address = c.email), 0),
+              coalesce(sum(c.email_problem IS NULL AND d.status = 'bounced'
+                           AND d.permanent = 1 AND d.address = c.email), 0)
+            FROM deliveries d JOIN customers c
+              ON c.brand = d.brand AND c.customer_id = d.customer_id
+            WHERE d.brand = ? AND d.campaign = ?
+            """,
+            (brand, campaign),
+        ).fetchone()
+        return dict(zip(("unknown", "retry", "failed", "bounced"), map(int, row), strict=True))
+
+    def sent_per_second(
+        self, brand: str, campaign: str, limit: int = 10_000
+    ) -> list[tuple[datetime, int]]:
+        """(second, mails recorded sent in it) for the latest `limit` seconds with sends."""
+        rows = self.db.execute(
+            "SELECT updated_at, count(*) FROM deliveries "
+            "WHERE brand = ? AND campaign = ? AND status = 'sent' "
+            "GROUP BY updated_at ORDER BY updated_at DESC LIMIT ?",
+            (brand, campaign, limit),
+        )
+        return [(datetime.fromisoformat(at), int(n)) for at, n in rows]
+
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
     uri = path.resolve().as_uri()
