@@ -29,13 +29,18 @@ examples:
 """
 
 
+# Commands that read the state DB directly: no Prefect import, no temporary server.
+WITHOUT_PREFECT = frozenset({"status", "plan", "unreachable", "unlock"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from flows.errors import run_reporting_errors
     from flows.logs import quiet_reported_errors
     from rollout.shutdown import interruptible
 
-    quiet_reported_errors()
+    if args.command not in WITHOUT_PREFECT:
+        quiet_reported_errors()
 
     with interruptible():  # a signal unwinds: locks released, the temporary server stopped
         return run_reporting_errors(lambda: args.handler(args), getattr(args, "state_dir", None))

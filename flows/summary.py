@@ -114,8 +114,11 @@ def finish_with_status(state_dir: Path, brands: Sequence[Brand]) -> int:
 
 def write_unreachable(state_dir: Path, brand: str, out: Path) -> int:
     b = load_brand(brand)
+    store = StateStore.existing(state_dir)  # read-only: a mistyped state dir creates nothing
+    if store is None:
+        raise NothingRunYet(f"no state DB in {state_dir}: nothing has run there yet")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with StateStore.in_dir(state_dir) as store, out.open("w", newline="", encoding="utf-8") as f:
+    with store, out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["customer_id", "first_name", "last_name", "email", "reason"])
         count = 0
