@@ -12,9 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import flows  # noqa: F401 - sets the embedded Prefect defaults before Prefect is imported
+from rollout.transports import URL_OPTIONS
+
+if TYPE_CHECKING:
+    from rollout.brands import Brand
 
 EXAMPLES = """
 examples:
@@ -110,7 +114,9 @@ def _sending(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="maildir:PATH, smtp://host:port, smtp+starttls://host:port or smtps://host:port "
         "(default: $ROLLOUT_TRANSPORT, else maildir:<state-dir>/outbox); credentials only from "
-        "$ROLLOUT_SMTP_USER and $ROLLOUT_SMTP_PASSWORD",
+        "$ROLLOUT_SMTP_USER and $ROLLOUT_SMTP_PASSWORD, and only over TLS. Options as a query "
+        "(?timeout=10&cafile=ca.pem): "
+        + "; ".join(f"{name}: {meaning}" for name, meaning in URL_OPTIONS.items()),
     )
     p.add_argument("--connections", type=int, default=4, help="SMTP connections (default 4)")
     p.add_argument("--rate", type=float, help="at most this many messages per second")
@@ -157,6 +163,7 @@ def cmd_notify(a: argparse.Namespace, resend: bool = False) -> int:
     from rollout.brands import load_brands
 
     brands = load_brands(a.brands)
+    _check_sending(a, brands)
     for b in brands:
         if resend and a.exports:
             _reread(a, b.slug)
@@ -173,6 +180,18 @@ def cmd_notify(a: argparse.Namespace, resend: bool = False) -> int:
             getattr(a, "include_unknown", False),
         )
     return finish_with_status(a.state_dir, brands)
+
+
+def _check_sending(a: argparse.Namespace, brands: Sequence[Brand]) -> None:
+    """Refuse in one line before any flow starts: a bad transport URL (or credentials that
+    would go out in plaintext) never reaches Prefect's parameters, a late run changes nothing."""
+    from flows.notify import transport_url
+    from rollout.notify import check_deadline
+    from rollout.transports import open_transport
+
+    open_transport(transport_url(a.transport, str(a.state_dir)))
+    for b in brands:
+        check_deadline(b, a.today or date.today(), a.after_deadline)
 
 
 def _reread(a: argparse.Namespace, brand: str) -> None:
@@ -192,6 +211,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from rollout.brands import load_brands
 
     brands = load_brands(a.brands)
+    _check_sending(a, brands)  # before any PIN is drawn: a run that cannot send does nothing
     results = rollout_run(
         a.brands,
         str(a.exports),

@@ -275,3 +275,33 @@ def _processes_with(needle: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+# --- refusals before anything is done ----------------------------------------------------------
+
+
+def test_credentials_for_a_plaintext_relay_are_refused_before_anything_is_done(
+    tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    state = tmp_path / "state"
+    with SmtpTestServer(credentials=("mailer", "s3cret-Pa55")) as server:
+        args = ["run", "--exports", str(SAMPLES), "--state-dir", str(state), "--after-deadline"]
+        done = rollout(*args, "--transport", server.url, env={**child_env, **CREDS})
+        assert server.sessions == 0  # not even a connection
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"rollout: error: ROLLOUT_SMTP_USER is set but {server.url} is plaintext: credentials go "
+        "only over TLS (use smtp+starttls:// or smtps://; for a relay on this machine add "
+        "?insecure_auth=loopback)"
+    )
+    assert not state.exists()  # no PIN drawn, no state DB, no write-back
+
+
+def test_a_run_past_the_deadline_refuses_before_drawing_a_pin(
+    tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    state = tmp_path / "state"
+    done = rollout("run", "--exports", str(SAMPLES), "--state-dir", str(state), env=child_env)
+    assert done.returncode == 2
+    assert "--after-deadline" in last_line(done.stderr)
+    assert not state.exists()
