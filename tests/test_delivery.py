@@ -306,11 +306,14 @@ def test_cancel_ends_promptly_and_keeps_the_record_true(server: SmtpTestServer) 
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    started = time.monotonic()
     for run_no, seconds in enumerate((0.05, 0.08, 0.11, 0.14)):  # land at different moments
         asyncio.run(cancel_after(seconds, start=run_no * 5000))
-    assert time.monotonic() - started < 3  # the whole input would take several seconds
     accepted = set(accepted_ids(server))
+    # Counted, not timed: four cancelled runs together sent less than one run's input, and
+    # nothing goes on after the cancels (no worker outlives its run).
+    assert 0 < len(accepted) < 5000
+    time.sleep(0.3)
+    assert set(accepted_ids(server)) == accepted
     sent = {o.message_id for o in journal.outcomes.values() if o.status == "sent"}
     assert sent <= accepted <= set(journal.calls("sending"))
     assert len(accepted - sent) <= 4 * FAST.connections  # at most those in flight at a cancel
