@@ -241,8 +241,9 @@ def test_rate_limit_holds_at_the_server(server: SmtpTestServer) -> None:
     assert times[-1] - times[0] >= (100 - burst) / rate - 0.08
     for window in (0.1, 0.5, 1.0):
         most = max(sum(1 for t in times if start <= t < start + window) for start in times)
-        # one more than rate * window + burst for the jitter between sending and storing
-        assert most <= rate * window + burst + 1, (window, most)
+        # A stalled machine can bunch what was in flight: at most one per connection, plus one
+        # (slots missed during a stall are not made up in a burst).
+        assert most <= rate * window + burst + settings.connections + 1, (window, most)
 
 
 def test_rate_limiter_slots() -> None:
