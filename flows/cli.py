@@ -91,6 +91,11 @@ def _pins(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk-size", type=int, default=5_000, help="customers per unit of work (default 5000)"
     )
+    p.add_argument(
+        "--unpeppered",
+        action="store_true",
+        help="hash without a pepper (a leaked hash then gives its PIN away); default: refuse",
+    )
 
 
 def _sending(p: argparse.ArgumentParser) -> None:
@@ -131,11 +136,31 @@ def _as_json(p: argparse.ArgumentParser) -> None:
 # --- commands ---------------------------------------------------------------------------
 
 
+def check_keys(brand_slugs: list[str] | None, unpeppered: bool) -> None:
+    """Refuse before any flow starts when a brand lacks its pepper or seal key; name demo keys."""
+    from rollout.brands import load_brands
+    from rollout.keys import brand_keys
+
+    for b in load_brands(brand_slugs):
+        keys = brand_keys(b, unpeppered=unpeppered)
+        if keys.demo_key_ids:
+            print(
+                f"rollout: {b.slug}: using DEMO-ONLY keys ({', '.join(keys.demo_key_ids)}) from "
+                "data/samples/demo-keys/: everyone can open these; never use them for customers",
+                file=sys.stderr,
+            )
+        if unpeppered:
+            print(f"rollout: {b.slug}: hashing WITHOUT a pepper (--unpeppered)", file=sys.stderr)
+
+
 def cmd_pins(a: argparse.Namespace) -> int:
     from flows.pins import pins_all
     from flows.summary import print_pin_summaries
 
-    results = pins_all(a.brands, str(a.exports), str(a.state_dir), a.dask_address, a.chunk_size)
+    check_keys(a.brands, a.unpeppered)
+    results = pins_all(
+        a.brands, str(a.exports), str(a.state_dir), a.dask_address, a.chunk_size, a.unpeppered
+    )
     print_pin_summaries(results)
     return 0
 
@@ -168,6 +193,7 @@ def _reread(a: argparse.Namespace, brand: str) -> None:
     """Re-read a newer export so changed addresses reach the state DB before re-sending."""
     from flows.pins import pins_all
 
+    check_keys([brand], unpeppered=False)
     pins_all([brand], str(a.exports), str(a.state_dir), None)
 
 
@@ -181,6 +207,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from rollout.brands import load_brands
 
     brands = load_brands(a.brands)
+    check_keys(a.brands, a.unpeppered)
     results = rollout_run(
         a.brands,
         str(a.exports),
@@ -193,6 +220,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         a.today,
         a.dask_address,
         a.chunk_size,
+        a.unpeppered,
     )
     print_pin_summaries([cast(dict[str, object], r["pins"]) for r in results.values()])
     return finish_with_status(a.state_dir, brands)
@@ -246,6 +274,27 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
     serve_all(a.exports, a.state_dir, a.transport)
     return 0
+
+
+def cmd_keys(a: argparse.Namespace) -> int:
+    from rollout.brands import load_brand
+    from rollout.seal import write_key_pair
+
+    brand = load_brand(a.brand)
+    files = write_key_pair(a.out, brand.slug, a.key_id or date.today().isoformat())
+    names = brand.secret_names
+    print(f"private key (keep it secret; for the self-service backend only): {files.private}")
+    print(f"public key: {files.public}; for the pipeline set:")
+    print(f"  {names.seal_key}={files.public_b64}")
+    print(f"  {names.seal_key_id}={files.key_id}")
+    return 0
+
+
+def _keys_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["new"], help="new: make a key pair")
+    p.add_argument("--brand", required=True, help="brand folder name under templates/")
+    p.add_argument("--out", type=Path, required=True, help="folder for the two key files")
+    p.add_argument("--key-id", help="key id (1-32 of A-Z a-z 0-9 . _ -; default: today's date)")
 
 
 def _preview_opts(p: argparse.ArgumentParser) -> None:
@@ -347,6 +396,12 @@ _COMMANDS: list[tuple[str, str, list[Option], Callable[[argparse.Namespace], int
         "remove a brand's lock left by a run on another host",
         [_one_brand, _state],
         cmd_unlock,
+    ),
+    (
+        "keys",
+        "make an X25519 key pair that seals a brand's PINs (tests, demos, the app team)",
+        [_keys_opts],
+        cmd_keys,
     ),
 ]
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flows.summary import NothingRunYet
 from rollout.brands import BrandError
 from rollout.exports import ExportError
+from rollout.keys import KeyConfigError
 from rollout.messages import TemplateProblem
 from rollout.notify import DeadlinePassed
 from rollout.state import LockHeld
@@ -21,6 +22,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LockHeld,
     TransportConfigError,
     NothingRunYet,
+    KeyConfigError,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,6 +25,29 @@ class ExportHints:
     encoding: str | None = None
     # canonical column name -> header used by this brand's CRM, beyond the built-in aliases
     columns: dict[str, str] = field(default_factory=dict)
+    # write-back column of the sealed PIN; None: Legi-PIN-Sealed or legi_pin_sealed, like the rest
+    sealed_column: str | None = None
+
+
+@dataclass(frozen=True)
+class SecretNames:
+    """Names of the environment variables holding a brand's pepper and seal key (not values)."""
+
+    pepper: str
+    pepper_id: str
+    seal_key: str
+    seal_key_id: str
+
+    @classmethod
+    def default(cls, slug: str) -> SecretNames:
+        """<BRAND>_PIN_PEPPER, ..._ID, <BRAND>_PIN_SEAL_KEY, ..._ID; <BRAND>: CONGSTAR, JAMOBIL."""
+        prefix = re.sub(r"[^A-Z0-9]", "", slug.upper())
+        return cls(
+            f"{prefix}_PIN_PEPPER",
+            f"{prefix}_PIN_PEPPER_ID",
+            f"{prefix}_PIN_SEAL_KEY",
+            f"{prefix}_PIN_SEAL_KEY_ID",
+        )
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,11 @@ class Brand:
     schedule: str | None
     export: ExportHints
     folder: Path
+    secrets: SecretNames | None = None  # None: SecretNames.default(slug)
+
+    @property
+    def secret_names(self) -> SecretNames:
+        return self.secrets or SecretNames.default(self.slug)
 
     @property
     def sender_domain(self) -> str:
@@ -81,8 +110,10 @@ def load_brand(slug: str, root: Path | None = None) -> Brand:
                 delimiter=hints.get("delimiter"),
                 encoding=hints.get("encoding"),
                 columns={str(k): str(v) for k, v in hints.get("columns", {}).items()},
+                sealed_column=hints.get("sealed_column") or None,
             ),
             folder=path.parent,
+            secrets=_secret_names(slug, raw.get("secrets", {})),
         )
     except KeyError as missing:
         raise BrandError(f"{path}: missing setting {missing}") from None
@@ -97,3 +128,10 @@ def _as_date(value: object) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value))
+
+
+def _secret_names(slug: str, raw: dict[str, object]) -> SecretNames:
+    """[secrets] in brand.toml may rename any of the variables; the rest keep their default."""
+    default = SecretNames.default(slug)
+    names = {k: str(raw.get(k, getattr(default, k))) for k in default.__dataclass_fields__}
+    return SecretNames(**names)
