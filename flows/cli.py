@@ -278,10 +278,14 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 def cmd_keys(a: argparse.Namespace) -> int:
     from rollout.brands import load_brand
-    from rollout.seal import write_key_pair
+    from rollout.keys import KeyConfigError
+    from rollout.seal import SealKeyError, write_key_pair
 
     brand = load_brand(a.brand)
-    files = write_key_pair(a.out, brand.slug, a.key_id or date.today().isoformat())
+    try:
+        files = write_key_pair(a.out, brand.slug, a.key_id or date.today().isoformat())
+    except SealKeyError as err:
+        raise KeyConfigError(str(err)) from None
     names = brand.secret_names
     print(f"private key (keep it secret; for the self-service backend only): {files.private}")
     print(f"public key: {files.public}; for the pipeline set:")
