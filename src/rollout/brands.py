@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from rollout.pins import POLICIES, PinPolicy
+
 # The repository's templates folder; ROLLOUT_TEMPLATES points elsewhere (e.g. an installed copy).
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
@@ -65,6 +67,18 @@ class Brand:
     export: ExportHints
     folder: Path
     secrets: SecretNames | None = None  # None: SecretNames.default(slug)
+    # The rules a customer-chosen PIN is judged by (the brand's published ones: "floor");
+    # generated PINs always follow the stricter STRICT. The e-mail lists exactly these rules.
+    customer_pin_policy: str = "floor"
+    # How the e-mail looks: brand colour, wordmark, imprint lines for the footer.
+    colour: str = "#1a1a1a"
+    wordmark: str = ""
+    imprint: tuple[str, ...] = ()
+
+    @property
+    def customer_policy(self) -> PinPolicy:
+        """The check of a customer-chosen PIN: `check_pin(pin, born, brand.customer_policy)`."""
+        return POLICIES[self.customer_pin_policy]
 
     @property
     def secret_names(self) -> SecretNames:
@@ -114,6 +128,10 @@ def load_brand(slug: str, root: Path | None = None) -> Brand:
             ),
             folder=path.parent,
             secrets=_secret_names(slug, raw.get("secrets", {})),
+            customer_pin_policy=_policy_name(path, raw.get("customer_pin_policy", "floor")),
+            colour=_colour(path, raw.get("colour", "#1a1a1a")),
+            wordmark=str(raw.get("wordmark", raw["display_name"])),
+            imprint=tuple(str(x) for x in raw.get("imprint", ())),
         )
     except KeyError as missing:
         raise BrandError(f"{path}: missing setting {missing}") from None
@@ -135,3 +153,17 @@ def _secret_names(slug: str, raw: dict[str, object]) -> SecretNames:
     default = SecretNames.default(slug)
     names = {k: str(raw.get(k, getattr(default, k))) for k in default.__dataclass_fields__}
     return SecretNames(**names)
+
+
+def _policy_name(path: Path, value: object) -> str:
+    name = str(value)
+    if name not in POLICIES:
+        raise BrandError(f"{path}: customer_pin_policy must be one of {', '.join(POLICIES)}")
+    return name
+
+
+def _colour(path: Path, value: object) -> str:
+    colour = str(value)
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+        raise BrandError(f"{path}: colour must be #RRGGBB, got {colour!r}")
+    return colour

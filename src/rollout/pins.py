@@ -62,6 +62,7 @@ __all__ = [
     "COMMON_PINS",
     "FLOOR",
     "KEY_ID_PATTERN",
+    "POLICIES",
     "STRICT",
     "TEST_ONLY_CHEAP_ARGON2",
     "DateForm",
@@ -234,6 +235,30 @@ class PinPolicy:
                 reasons.append(form.reason)
         return tuple(reasons)
 
+    @property
+    def rules(self) -> tuple[Reason, ...]:
+        """Every reason this policy can refuse a PIN for, in rule order (what a customer must
+        be told: the e-mail lists exactly these)."""
+        reasons = [Reason.NOT_FOUR_DIGITS, *(r for r in _PATTERN_REASONS if self._enforces(r))]
+        for form in self.date_forms:
+            if form.reason not in reasons:
+                reasons.append(form.reason)
+        return tuple(reasons)
+
+    def _enforces(self, reason: Reason) -> bool:
+        if reason is Reason.CONSTANT_STEP:
+            return self.refuse_constant_steps
+        if reason is Reason.WRAP_AROUND:
+            return self.refuse_wrap_arounds
+        if reason is Reason.COMMON_PIN:
+            return bool(self.common_pins)
+        return True
+
+    @property
+    def common_pins_of_their_own(self) -> tuple[str, ...]:
+        """The blocklisted PINs no other rule of this policy refuses (to name them to people)."""
+        return tuple(sorted(p for p, r in self._static.items() if r == (Reason.COMMON_PIN,)))
+
     def allowed(self, birth_date: date | None = None) -> tuple[str, ...]:
         """All acceptable PINs for `birth_date`, ascending."""
         # Key on what the date actually removes, so dates with the same effect share an entry.
@@ -250,6 +275,15 @@ def _allowed_without(policy: PinPolicy, removed: tuple[str, ...]) -> tuple[str, 
     return tuple(p for p in policy._base_sorted if p not in removed)
 
 
+_PATTERN_REASONS = (
+    Reason.ASCENDING_RUN,
+    Reason.DESCENDING_RUN,
+    Reason.REPEATED_DIGIT,
+    Reason.CONSTANT_STEP,
+    Reason.WRAP_AROUND,
+    Reason.COMMON_PIN,
+)
+
 FLOOR = PinPolicy("floor")
 STRICT = PinPolicy(
     "strict",
@@ -258,6 +292,10 @@ STRICT = PinPolicy(
     common_pins=COMMON_PINS,
     date_forms=tuple(DateForm),
 )
+
+
+# By name, for brand.toml's `customer_pin_policy`.
+POLICIES: dict[str, PinPolicy] = {"floor": FLOOR, "strict": STRICT}
 
 
 def check_pin(
