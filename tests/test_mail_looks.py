@@ -60,8 +60,14 @@ window.addEventListener('load', () => {
 def chromium(page: Path, width: int, profile: Path, *args: str) -> str:
     assert CHROMIUM is not None, "CI must install Debian's chromium (see .ci/run)"
     done = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},2400", *args]
-        + [page.as_uri()],
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},2400",
+            *args,
+            page.as_uri(),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
