@@ -107,7 +107,12 @@ def test_no_plaintext_pin_is_left_behind(
     assert len(drawn) > 500 and len(checked) > 0.8 * len(set(drawn))
 
     prefect_home = Path(os.environ["PREFECT_HOME"])
-    left_behind = [*texts_below(state, prefect_home), (Path("stdout"), out), (Path("stderr"), err)]
+    api_db = prefect_api_database_dir()
+    left_behind = [
+        *texts_below(state, prefect_home, api_db),
+        (Path("stdout"), out),
+        (Path("stderr"), err),
+    ]
     leaks = [(str(path), sorted(tokens(text) & checked)) for path, text in left_behind]
     leaks = [(path, pins) for path, pins in leaks if pins]
     assert leaks == []
@@ -119,7 +124,8 @@ def test_no_plaintext_pin_is_left_behind(
         *(spelling for key in TEST_PEPPERS.values() for spelling in spellings(key)),
         *(spelling for private, _ in TEST_SEAL_KEYS.values() for spelling in spellings(private)),
     ]
-    blobs = [*binaries_below(state, prefect_home), out.encode(), err.encode()]
+    blobs = [*binaries_below(state, prefect_home, api_db), out.encode(), err.encode()]
+    assert any(path.name.startswith("prefect") for path, _ in texts_below(api_db))
     assert not [s for s in secrets for blob in blobs if s in blob]
 
     # Three brands, three peppers, one run: each brand's hashes name its own pepper, and each
@@ -136,6 +142,14 @@ def test_no_plaintext_pin_is_left_behind(
         for cid, pin_hash, sealed in rows[:20]:
             pin = open_pin(sealed, private, brand, cid)
             assert rollout.pins.verify_pin(pin_hash, pin, cid, peppers)
+
+
+def prefect_api_database_dir() -> Path:
+    """Where the test harness keeps the Prefect API's database (not under PREFECT_HOME)."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+    return Path(url.split(":///", 1)[1]).parent
 
 
 def spellings(secret: bytes) -> list[bytes]:

@@ -306,3 +306,25 @@ def test_keys_new_writes_a_private_key_for_the_owner_only(
     assert open_pin(sealed, read_private_key(private_path), "pennymobil", "P1") == "2468"
     # never overwritten
     assert main(["keys", "new", "--brand", "pennymobil", "--out", str(out), "--key-id", "k7"]) == 2
+
+
+def test_rollout_pins_unpeppered_works_and_still_seals(
+    prefect_api: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("PENNYMOBIL_PIN_PEPPER")
+    monkeypatch.delenv("PENNYMOBIL_PIN_PEPPER_ID")
+    args = ["pins", "--brand", "pennymobil", "--state-dir", str(tmp_path), "--unpeppered"]
+    assert main(args) == 0
+    assert "hashing WITHOUT a pepper (--unpeppered)" in capsys.readouterr().err
+    with StateStore.in_dir(tmp_path) as store:
+        rows = store.db.execute(
+            "SELECT customer_id, pin_hash, pin_sealed FROM customers WHERE pin_source = 'generated'"
+        ).fetchall()
+    assert len(rows) > 300
+    private, _ = TEST_SEAL_KEYS["pennymobil"]
+    for cid, pin_hash, sealed in rows[:10]:
+        assert pin_hash.startswith("$argon2id$")  # no pepper prefix
+        assert verify_pin(pin_hash, open_pin(sealed, private, "pennymobil", cid), cid)
