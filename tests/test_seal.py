@@ -328,3 +328,19 @@ def test_rollout_pins_unpeppered_works_and_still_seals(
     for cid, pin_hash, sealed in rows[:10]:
         assert pin_hash.startswith("$argon2id$")  # no pepper prefix
         assert verify_pin(pin_hash, open_pin(sealed, private, "pennymobil", cid), cid)
+
+
+def test_the_sealed_column_speaks_the_exports_language_and_is_reused_when_present() -> None:
+    names = {}
+    for slug in BRANDS:
+        brand = load_brand(slug)
+        fmt = open_export(export_path(SAMPLES, brand), brand).format
+        out, names[slug] = with_sealed_column(fmt, brand)
+        assert out.header == (*fmt.header, names[slug])
+        again = dataclasses.replace(fmt, header=out.header)
+        assert with_sealed_column(again, brand) == (again, names[slug])  # filled in place
+    assert names == {
+        "congstar": "Legi-PIN-Sealed",  # German headers
+        "jamobil": "legi_pin_sealed",
+        "pennymobil": "Legi-PIN-Sealed",
+    }

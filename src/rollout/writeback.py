@@ -51,7 +51,8 @@ def with_sealed_column(fmt: ExportFormat, brand: Brand) -> tuple[ExportFormat, s
     export's known columns have German headers, else `legi_pin_sealed`. An export that already
     has the column keeps it in place; otherwise it is appended after every other column.
     """
-    name = brand.export.sealed_column or _sealed_name(fmt)
+    present = [n for n in (SEALED_COLUMN_DE, SEALED_COLUMN) if n in fmt.header]
+    name = brand.export.sealed_column or (present[0] if present else _sealed_name(fmt))
     if name in fmt.header:
         return fmt, name
     return dataclasses.replace(fmt, header=(*fmt.header, name)), name
