@@ -12,8 +12,10 @@ export PREFECT_TASKS_DISABLE_CACHING ?= true
 .PHONY: demo test lint check lock clean
 
 ## demo: install, then run the main job (PINs + e-mails to a local Maildir) on data/samples/
-## (the brands' mandatory dates are past, so the demo says --after-deadline)
+## (the brands' mandatory dates are past, so the demo says --after-deadline; the peppers and
+## seal keys are the published DEMO-ONLY ones of data/samples/demo-keys/, and the run says so)
 demo: $(VENV)/.installed
+	set -a && . ./data/samples/demo-keys/demo.env && set +a && \
 	$(BIN)/rollout run --exports data/samples --state-dir .rollout --after-deadline
 
 ## test: install, then run the whole test suite

@@ -48,6 +48,7 @@ from typing import Any  # noqa: E402
 
 from _common import (  # noqa: E402
     Timer,
+    bench_keys_env,
     headline,
     load_line,
     machine_line,
@@ -61,6 +62,7 @@ ARGON2_VARIABLES = (
     "ROLLOUT_ARGON2_TIME_COST",
     "ROLLOUT_ARGON2_MEMORY_KIB",
     "ROLLOUT_ARGON2_PARALLELISM",
+    "ROLLOUT_TEST_ONLY_CHEAP_ARGON2",
 )
 
 
@@ -312,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_env({"ROLLOUT_ARGON2_TIME_COST": str(args.time_cost)})
         if args.memory_kib:
             set_env({"ROLLOUT_ARGON2_MEMORY_KIB": str(args.memory_kib)})
+        set_env(bench_keys_env())  # a real PIN run needs a pepper and a seal key per brand
         import flows  # noqa: F401 - sets Prefect's offline defaults
         from rollout.brands import load_brand
         from rollout.exports import export_path

@@ -11,7 +11,9 @@ Measures, all with the same argon2id parameters (default `HashParams()`: OWASP t
 3. new_pin_hashes: the batch function alone on N customers, `threads=cores`;
 4. balanced (diagnostic): the same N PINs spread over the threads a few at a time from a shared
    queue instead of one fixed contiguous slice per thread, to show what static slicing costs
-   when another process takes a core for a while.
+   when another process takes a core for a while;
+5. sealing: `PinSealer.seal` (HPKE, X25519 + AES-128-GCM) per PIN in one thread, and its share
+   of one argon2id hash (target < 2 %). Stage and new_pin_hashes seal as the pipeline does.
 
 ideal = cores x single rate; ratio = actual / ideal (target >= 0.9).
 Headline: ``hashing_efficiency: 0.93x`` (stage / ideal).
@@ -45,10 +47,13 @@ from rollout.assign import assign_pins, local_hash_map
 from rollout.brands import load_brand
 from rollout.exports import export_path, open_export
 from rollout.pins import HashParams, PinHasher, SecretPin, generate_pin, new_pin_hashes
+from rollout.seal import PinSealer, new_key_pair
 from rollout.state import StateStore
 from rollout.synthetic import write_synthetic_export
 
 TARGET = 0.9
+SEAL_SHARE_TARGET = 0.02
+SEALER = PinSealer("congstar", "bench", new_key_pair()[1])
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ def stage_run(hasher: PinHasher, n: int, threads: int, chunk_size: int, work: Pa
         t0 = time.perf_counter()
         export = open_export(export_path(exports, brand), brand)
         result = assign_pins(
-            export, brand, store, state_dir, local_hash_map(hasher, threads), chunk_size
+            export, brand, store, state_dir, local_hash_map(hasher, threads, SEALER), chunk_size
         )
     if result.generated != n:
         raise RuntimeError(f"expected {n} new PINs, the stage drew {result.generated}")
@@ -203,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             section(f"round {round_}: new_pin_hashes alone")
             with Timer() as t:
                 t0 = time.perf_counter()
-                new_pin_hashes(batch, hasher, threads)
+                new_pin_hashes(batch, hasher, threads, SEALER)
             print(hasher.report(t0, t.seconds, threads))
             alone.add(args.n, t)
 
@@ -220,6 +225,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(rate_line("PinHasher.hash, 1 thread", args.single, t.seconds, " hashes/s"))
     print(f"  {t.cpu_note()}")
 
+    section("sealing, 1 thread")
+    # CPU time of this thread, so the share does not depend on what else the machine runs.
+    seal_n = max(2_000, 20 * args.single)
+    sealing = [(generate_pin(None), f"C{i:09d}") for i in range(seal_n)]
+    cpu = time.thread_time()
+    with Timer() as t:
+        for pin, customer_id in sealing:
+            SEALER.seal(pin, customer_id)
+    seal_seconds = (time.thread_time() - cpu) / seal_n
+    print(rate_line("PinSealer.seal, 1 thread", seal_n, t.seconds, " seals/s (wall)"))
+    print(f"  {t.cpu_note()}")
+    hash_n = max(20, args.single // 2)
+    cpu = time.thread_time()
+    for pin, customer_id in sealing[:hash_n]:
+        hasher.hash(pin, customer_id)
+    hash_seconds = (time.thread_time() - cpu) / hash_n
+    hasher.calls.clear()
+    print(
+        f"CPU per PIN: seal {seal_seconds * 1e6:,.0f} µs, argon2id hash "
+        f"{hash_seconds * 1e3:,.1f} ms ({hash_n} hashes)"
+    )
+
     section("results")
     single = max(single_before, single_after)
     ideal = threads * single
@@ -234,6 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         balanced.summary(ideal, threads, single, None)
         print(ratio_line("new_pin_hashes / balanced (best)", alone.best, balanced.best))
     stage.summary(ideal, threads, single, TARGET)
+    share = seal_seconds / hash_seconds
+    verdict = "met" if share < SEAL_SHARE_TARGET else "NOT met"
+    print(
+        f"sealing: {seal_seconds * 1e6:,.0f} µs CPU per PIN = {share:.2%} of one argon2id hash "
+        f"({hash_seconds * 1e3:,.1f} ms CPU); target < {SEAL_SHARE_TARGET:.0%}: {verdict}"
+    )
     print(load_line())
     headline("hashing_efficiency", stage.best / ideal)
     return 0

@@ -139,12 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--chunk-size", type=int, default=20_000, help="assign_pins chunk size")
     parser.add_argument("--threads", type=int, default=cores(), help="hashing threads")
-    parser.add_argument(
-        "--time-cost", type=int, default=int(CHEAP_ARGON2["ROLLOUT_ARGON2_TIME_COST"])
-    )
-    parser.add_argument(
-        "--memory-kib", type=int, default=int(CHEAP_ARGON2["ROLLOUT_ARGON2_MEMORY_KIB"])
-    )
+    parser.add_argument("--time-cost", type=int, help="argon2 t (default: the cheap test cost)")
+    parser.add_argument("--memory-kib", type=int, help="argon2 m in KiB (both, or neither)")
     parser.add_argument("--workdir", type=Path, help="keep files here instead of a temp dir")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # internal
     args = parser.parse_args(argv)
@@ -158,16 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    env = {
-        **os.environ,
-        **CHEAP_ARGON2,
-        "ROLLOUT_ARGON2_TIME_COST": str(args.time_cost),
-        "ROLLOUT_ARGON2_MEMORY_KIB": str(args.memory_kib),
-    }
+    cost = (
+        CHEAP_ARGON2
+        if args.time_cost is None and args.memory_kib is None
+        else {
+            "ROLLOUT_ARGON2_TIME_COST": str(args.time_cost or 2),
+            "ROLLOUT_ARGON2_MEMORY_KIB": str(args.memory_kib or 19_456),
+        }
+    )
+    env = {**os.environ, **cost}
     print(machine_line())
     print(
         f"chunk size {args.chunk_size}, {args.threads} hashing threads, argon2id "
-        f"t={args.time_cost}, m={args.memory_kib} KiB, p=1 (cheap on purpose)"
+        f"{'t=1, m=64 KiB (cheap on purpose)' if cost is CHEAP_ARGON2 else cost}, p=1"
     )
     results: dict[int, dict[str, object]] = {}
     started = time.perf_counter()

@@ -106,6 +106,11 @@ def _pins(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk-size", type=int, default=5_000, help="customers per unit of work (default 5000)"
     )
+    p.add_argument(
+        "--unpeppered",
+        action="store_true",
+        help="hash without a pepper (a leaked hash then gives its PIN away); default: refuse",
+    )
 
 
 def _sending(p: argparse.ArgumentParser) -> None:
@@ -148,11 +153,31 @@ def _as_json(p: argparse.ArgumentParser) -> None:
 # --- commands ---------------------------------------------------------------------------
 
 
+def check_keys(brand_slugs: list[str] | None, unpeppered: bool) -> None:
+    """Refuse before any flow starts when a brand lacks its pepper or seal key; name demo keys."""
+    from rollout.brands import load_brands
+    from rollout.keys import brand_keys
+
+    for b in load_brands(brand_slugs):
+        keys = brand_keys(b, unpeppered=unpeppered)
+        if keys.demo_key_ids:
+            print(
+                f"rollout: {b.slug}: using DEMO-ONLY keys ({', '.join(keys.demo_key_ids)}) from "
+                "data/samples/demo-keys/: everyone can open these; never use them for customers",
+                file=sys.stderr,
+            )
+        if unpeppered:
+            print(f"rollout: {b.slug}: hashing WITHOUT a pepper (--unpeppered)", file=sys.stderr)
+
+
 def cmd_pins(a: argparse.Namespace) -> int:
     from flows.pins import pins_all
     from flows.summary import print_pin_summaries
 
-    results = pins_all(a.brands, str(a.exports), str(a.state_dir), a.dask_address, a.chunk_size)
+    check_keys(a.brands, a.unpeppered)
+    results = pins_all(
+        a.brands, str(a.exports), str(a.state_dir), a.dask_address, a.chunk_size, a.unpeppered
+    )
     print_pin_summaries(results)
     return 0
 
@@ -198,6 +223,7 @@ def _reread(a: argparse.Namespace, brand: str) -> None:
     """Re-read a newer export so changed addresses reach the state DB before re-sending."""
     from flows.pins import pins_all
 
+    check_keys([brand], unpeppered=False)
     pins_all([brand], str(a.exports), str(a.state_dir), None)
 
 
@@ -211,6 +237,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from rollout.brands import load_brands
 
     brands = load_brands(a.brands)
+    check_keys(a.brands, a.unpeppered)
     _check_sending(a, brands)  # before any PIN is drawn: a run that cannot send does nothing
     results = rollout_run(
         a.brands,
@@ -224,6 +251,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         a.today,
         a.dask_address,
         a.chunk_size,
+        a.unpeppered,
     )
     print_pin_summaries([cast(dict[str, object], r["pins"]) for r in results.values()])
     return finish_with_status(a.state_dir, brands)
@@ -302,6 +330,31 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
     serve_all(a.exports, a.state_dir, a.transport)
     return 0
+
+
+def cmd_keys(a: argparse.Namespace) -> int:
+    from rollout.brands import load_brand
+    from rollout.keys import KeyConfigError
+    from rollout.seal import SealKeyError, write_key_pair
+
+    brand = load_brand(a.brand)
+    try:
+        files = write_key_pair(a.out, brand.slug, a.key_id or date.today().isoformat())
+    except SealKeyError as err:
+        raise KeyConfigError(str(err)) from None
+    names = brand.secret_names
+    print(f"private key (keep it secret; for the self-service backend only): {files.private}")
+    print(f"public key: {files.public}; for the pipeline set:")
+    print(f"  {names.seal_key}={files.public_b64}")
+    print(f"  {names.seal_key_id}={files.key_id}")
+    return 0
+
+
+def _keys_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["new"], help="new: make a key pair")
+    p.add_argument("--brand", required=True, help="brand folder name under templates/")
+    p.add_argument("--out", type=Path, required=True, help="folder for the two key files")
+    p.add_argument("--key-id", help="key id (1-32 of A-Z a-z 0-9 . _ -; default: today's date)")
 
 
 def _preview_opts(p: argparse.ArgumentParser) -> None:
@@ -438,6 +491,12 @@ _COMMANDS: list[tuple[str, str, list[Option], Callable[[argparse.Namespace], int
         "say who holds a brand's lock (the OS frees it when its process ends, even on a kill)",
         [_one_brand, _state],
         cmd_unlock,
+    ),
+    (
+        "keys",
+        "make an X25519 key pair that seals a brand's PINs (tests, demos, the app team)",
+        [_keys_opts],
+        cmd_keys,
     ),
 ]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from flows.summary import NothingRunYet
 from rollout.brands import BrandError
 from rollout.exports import ExportError
+from rollout.keys import KeyConfigError
 from rollout.lock import LockHeld
 from rollout.messages import TemplateProblem
 from rollout.notify import DeadlinePassed, SendingBlocked
@@ -35,6 +36,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LockHeld,
     TransportConfigError,
     NothingRunYet,
+    KeyConfigError,
 )
 EXIT_BLOCKED = 3
 EXIT_ENVIRONMENT = 4

@@ -14,25 +14,31 @@ from prefect.cache_policies import NO_CACHE
 from rollout.assign import Batch, HashMap, assign_pins
 from rollout.brands import load_brand, load_brands
 from rollout.exports import export_path, open_export
+from rollout.keys import brand_keys
 from rollout.lock import brand_lock
-from rollout.pins import PinHasher, new_pin_hashes
+from rollout.pins import IssuedPin, PinHasher, new_pin_hashes
+from rollout.seal import PinSealer
 from rollout.state import StateStore
 
 
-# Generate and hash in one task, so a plaintext PIN never crosses a task boundary; the result
-# (hashes only) is not persisted, and nothing is cached.
+# Generate, hash and seal in one task, so a plaintext PIN never crosses a task boundary; the
+# result (hashes and sealed copies only) is not persisted, and nothing is cached.
 @task(name="hash-new-pins", persist_result=False, cache_policy=NO_CACHE)
-def hash_new_pins(batch: Batch, hasher: PinHasher, threads: int | None) -> list[str]:
-    return new_pin_hashes(batch, hasher, threads)
+def hash_new_pins(
+    batch: Batch, hasher: PinHasher, threads: int | None, sealer: PinSealer | None = None
+) -> list[IssuedPin]:
+    return new_pin_hashes(batch, hasher, threads, sealer)
 
 
-def task_hash_map(hasher: PinHasher, window: int, threads: int | None) -> HashMap:
+def task_hash_map(
+    hasher: PinHasher, window: int, threads: int | None, sealer: PinSealer | None = None
+) -> HashMap:
     """Submit batches to the flow's task runner, at most `window` ahead; yield hashes in order."""
 
-    def run(batches: Iterator[Batch]) -> Iterator[list[str]]:
+    def run(batches: Iterator[Batch]) -> Iterator[list[IssuedPin]]:
         in_flight: deque[object] = deque()
         for batch in batches:
-            in_flight.append(hash_new_pins.submit(batch, hasher, threads))
+            in_flight.append(hash_new_pins.submit(batch, hasher, threads, sealer))
             if len(in_flight) >= window:
                 yield in_flight.popleft().result()  # type: ignore[attr-defined]
         while in_flight:
@@ -50,12 +56,14 @@ def pins_for_brand(
     chunk_size: int = 5_000,
     window: int = 2,
     threads: int | None = None,
+    unpeppered: bool = False,
 ) -> dict[str, object]:
     """Read the brand's export, give everyone a hash, record it and write the export back."""
     b = load_brand(brand)
+    keys = brand_keys(b, unpeppered=unpeppered)  # refuses before anything is read or locked
     export = open_export(export_path(Path(exports_dir), b), b)
     with brand_lock(Path(state_dir), b.slug, "pins"), StateStore.in_dir(Path(state_dir)) as store:
-        hash_map = task_hash_map(PinHasher.from_env(), window, threads)
+        hash_map = task_hash_map(keys.hasher(), window, threads, keys.sealer)
         summary = assign_pins(export, b, store, Path(state_dir), hash_map, chunk_size)
     create_table_artifact(
         key=f"pins-{b.slug}", table=[summary.as_dict()], description=f"PIN stage, {b.display_name}"
@@ -72,9 +80,16 @@ class Placement:
     threads: int | None  # hashing threads per chunk; None: every core of the machine
 
     def run(
-        self, brand: str, exports_dir: str, state_dir: str, chunk_size: int
+        self,
+        brand: str,
+        exports_dir: str,
+        state_dir: str,
+        chunk_size: int,
+        unpeppered: bool = False,
     ) -> dict[str, object]:
-        return self.brand_flow(brand, exports_dir, state_dir, chunk_size, self.window, self.threads)
+        return self.brand_flow(
+            brand, exports_dir, state_dir, chunk_size, self.window, self.threads, unpeppered
+        )
 
 
 def placement(dask_address: str | None) -> Placement:
@@ -100,7 +115,11 @@ def pins_all(
     state_dir: str = ".rollout",
     dask_address: str | None = None,
     chunk_size: int = 5_000,
+    unpeppered: bool = False,
 ) -> list[dict[str, object]]:
     """The PIN stage for every brand; chunks are the unit of work (hundreds to thousands)."""
     where = placement(dask_address)
-    return [where.run(b.slug, exports_dir, state_dir, chunk_size) for b in load_brands(brands)]
+    return [
+        where.run(b.slug, exports_dir, state_dir, chunk_size, unpeppered)
+        for b in load_brands(brands)
+    ]

@@ -24,12 +24,13 @@ def rollout_run(
     today: date | None = None,
     dask_address: str | None = None,
     chunk_size: int = 5_000,
+    unpeppered: bool = False,
 ) -> dict[str, dict[str, object]]:
     """Per brand: assign and write back PINs, then mail the pending customers (one wave)."""
     where = placement(dask_address)
     results: dict[str, dict[str, object]] = {}
     for b in load_brands(brands):
-        pins = where.run(b.slug, exports_dir, state_dir, chunk_size)
+        pins = where.run(b.slug, exports_dir, state_dir, chunk_size, unpeppered)
         sent = notify_for_brand(
             b.slug, state_dir, transport, connections, rate, limit, after_deadline, today
         )

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from rollout.seal import new_key_pair
+
+BRANDS = ("congstar", "jamobil", "pennymobil")
 
 # Before anything imports Prefect: a private, throw-away Prefect home, offline and quiet.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="rollout-tests-prefect-")
@@ -20,13 +26,24 @@ os.environ.update(
         "PREFECT_TASKS_DISABLE_CACHING": "true",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         # Hashing at OWASP cost would make the suite take minutes; the format is the same.
-        "ROLLOUT_ARGON2_TIME_COST": "1",
-        "ROLLOUT_ARGON2_MEMORY_KIB": "64",
-        "ROLLOUT_ARGON2_PARALLELISM": "1",
+        "ROLLOUT_TEST_ONLY_CHEAP_ARGON2": "1",
     }
 )
-for _secret in ("ROLLOUT_PIN_PEPPER", "ROLLOUT_PIN_PEPPER_ID", "ROLLOUT_TRANSPORT"):
-    os.environ.pop(_secret, None)
+for _name in list(os.environ):
+    if _name.startswith(("ROLLOUT_PIN_", "ROLLOUT_ARGON2_")) or "_PIN_SEAL_KEY" in _name:
+        os.environ.pop(_name)
+os.environ.pop("ROLLOUT_TRANSPORT", None)
+
+# Every brand gets its own pepper and seal key for the session (as a real run needs them);
+# the private keys stay in this process, for tests that open sealed PINs.
+TEST_PEPPERS = {b: secrets.token_bytes(32) for b in BRANDS}
+TEST_SEAL_KEYS = {b: new_key_pair() for b in BRANDS}  # brand -> (private, public), raw bytes
+for _brand in BRANDS:
+    _env = _brand.upper()
+    os.environ[f"{_env}_PIN_PEPPER"] = TEST_PEPPERS[_brand].hex()
+    os.environ[f"{_env}_PIN_PEPPER_ID"] = f"test-{_brand}"
+    os.environ[f"{_env}_PIN_SEAL_KEY"] = base64.b64encode(TEST_SEAL_KEYS[_brand][1]).decode()
+    os.environ[f"{_env}_PIN_SEAL_KEY_ID"] = f"test-seal-{_brand}"
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"

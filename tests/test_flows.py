@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import mailbox
 import os
@@ -15,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES
+from conftest import REPO, SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS
 
 import rollout.pins
 from rollout.brands import load_brand
+from rollout.seal import open_pin
 from rollout.synthetic import write_synthetic_export
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
@@ -95,22 +97,95 @@ def test_no_plaintext_pin_is_left_behind(
 
     monkeypatch.setattr(rollout.pins, "generate_pin", spy)
     state = tmp_path / "state"
+    api_db = prefect_api_database_dir()
+    # Prefect's own content (e.g. "port=8080" in a block's docs) is there before our run.
+    before = set().union(*(tokens(text) for _, text in texts_below(api_db)))
     rollout_run(None, str(SAMPLES), str(state), after_deadline=True)
     out, err = capfd.readouterr()
 
-    # Four digits that the inputs or the calendar already hold are no evidence either way.
+    # Four digits that the inputs, the calendar or Prefect already hold are no evidence, nor
+    # are the flows' parameters, which Prefect records (chunk_size=5000).
     inputs = set().union(*(tokens(text) for _, text in texts_below(SAMPLES, REPO / "templates")))
-    public = {p for p in drawn if p in inputs or 1900 <= int(p) <= 2100}
+    inputs |= flow_parameter_tokens()
+    public = {p for p in drawn if p in inputs | before or 1900 <= int(p) <= 2100}
     checked = set(drawn) - public
     assert len(drawn) > 500 and len(checked) > 0.8 * len(set(drawn))
 
     prefect_home = Path(os.environ["PREFECT_HOME"])
-    left_behind = [*texts_below(state, prefect_home), (Path("stdout"), out), (Path("stderr"), err)]
+    left_behind = [
+        *texts_below(state, prefect_home, api_db),
+        (Path("stdout"), out),
+        (Path("stderr"), err),
+    ]
     leaks = [(str(path), sorted(tokens(text) & checked)) for path, text in left_behind]
     leaks = [(path, pins) for path, pins in leaks if pins]
     assert leaks == []
     assert any(p.name == "state.sqlite3" for p, _ in left_behind)
     assert any("outbox" in p.parts for p, _ in left_behind)
+
+    # Nor any pepper or private key, in any spelling (the pipeline never even has the latter).
+    secrets = [
+        *(spelling for key in TEST_PEPPERS.values() for spelling in spellings(key)),
+        *(spelling for private, _ in TEST_SEAL_KEYS.values() for spelling in spellings(private)),
+    ]
+    blobs = [*binaries_below(state, prefect_home, api_db), out.encode(), err.encode()]
+    assert any(path.name.startswith("prefect") for path, _ in texts_below(api_db))
+    assert not [s for s in secrets for blob in blobs if s in blob]
+
+    # Three brands, three peppers, one run: each brand's hashes name its own pepper, and each
+    # sealed copy opens with its own brand's private key.
+    for brand, (private, _) in TEST_SEAL_KEYS.items():
+        with sqlite3.connect(state / "state.sqlite3") as db:
+            rows = db.execute(
+                "SELECT customer_id, pin_hash, pin_sealed FROM customers "
+                "WHERE brand = ? AND pin_source = 'generated'",
+                (brand,),
+            ).fetchall()
+        assert len(rows) > 300
+        peppers = {f"test-{brand}": TEST_PEPPERS[brand]}
+        for cid, pin_hash, sealed in rows[:20]:
+            pin = open_pin(sealed, private, brand, cid)
+            assert rollout.pins.verify_pin(pin_hash, pin, cid, peppers)
+
+
+def flow_parameter_tokens() -> set[str]:
+    import inspect
+
+    from flows.notify import notify_for_brand
+    from flows.pins import pins_for_brand
+    from flows.run import rollout_run
+
+    defaults = [
+        parameter.default
+        for flow_ in (rollout_run, pins_for_brand, notify_for_brand)
+        for parameter in inspect.signature(flow_.fn).parameters.values()
+    ]
+    return set().union(*(tokens(str(d)) for d in defaults))
+
+
+def prefect_api_database_dir() -> Path:
+    """Where the test harness keeps the Prefect API's database (not under PREFECT_HOME)."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+    return Path(url.split(":///", 1)[1]).parent
+
+
+def spellings(secret: bytes) -> list[bytes]:
+    return [
+        secret,
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+        base64.b64encode(secret).rstrip(b"="),
+        base64.urlsafe_b64encode(secret).rstrip(b"="),
+    ]
+
+
+def binaries_below(*roots: Path) -> Iterator[bytes]:
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                yield path.read_bytes()
 
 
 # --- the PIN flow on the engine ---------------------------------------------------------
@@ -139,7 +214,7 @@ def test_a_killed_pin_run_resumes_without_a_second_pin_for_anyone(
     exports, state = tmp_path / "exports", tmp_path / "state"
     exports.mkdir()
     write_synthetic_export(exports / "congstar.csv", 4_000, style="congstar", seed=7)
-    slow = {**child_env, "ROLLOUT_ARGON2_MEMORY_KIB": "19456", "ROLLOUT_ARGON2_TIME_COST": "2"}
+    slow = {k: v for k, v in child_env.items() if k != "ROLLOUT_TEST_ONLY_CHEAP_ARGON2"}
     args = ["pins", "--brand", "congstar", "--exports", str(exports), "--state-dir", str(state)]
     child = subprocess.Popen([*ROLLOUT, *args, "--chunk-size", "200"], env=slow, cwd=REPO)
     try:

@@ -155,8 +155,12 @@ def test_both_parts_carry_the_brand_facts(composers: dict[str, Composer], slug: 
         assert "Deine Kundennummer: 4711" in part  # what they will be asked for
         for fact in ("Legi-PIN", "1234", "5678", "2222", "Geburtsjahr", "SIM-Karte"):
             assert fact in part
+        assert "wenn du deine persönliche Legitimations-PIN (kurz: Legi-PIN) nennst" in part
+        # anti-phishing: asked for only in a conversation with the Kundenservice
+        assert "Wir fragen danach nur, wenn du mit dem" in part
+        assert "niemals per E-Mail oder über einen Link" in part
         if slug == "congstar":
-            assert "über meincongstar und die congstar App im Bereich „Meine Daten“" in part
+            assert "in meincongstar und in der congstar App im Bereich „Meine Daten“" in part
             assert "Online-Kundencenter" not in part
         else:
             assert "meincongstar" not in part
@@ -172,7 +176,9 @@ def test_variants_differ_in_the_right_way(composers: dict[str, Composer]) -> Non
         map(flat, bodies(parse(composer.compose_bytes(kept)))),
         strict=True,
     ):
-        assert "zufällig erzeugte PIN" in generated_part and "bleibt gültig" not in generated_part
+        assert (
+            "zufällig erzeugte Legi-PIN" in generated_part and "bleibt gültig" not in generated_part
+        )
         assert "bleibt gültig" in kept_part and "zufällig" not in kept_part
 
 
@@ -193,8 +199,10 @@ def test_no_pin_can_reach_the_message(composers: dict[str, Composer]) -> None:
         assert not any("pin" in p for p in inspect.signature(method).parameters)
     # ... and the only 4-digit numbers are the year, the rule examples and the customer number.
     msg = parse(composers["jamobil"].compose_bytes(MAX))
-    found = set(re.findall(r"(?<!\d)\d{4}(?!\d)", " ".join((msg["Subject"], *bodies(msg)))))
-    assert found <= {"2022", "1234", "5678", "2222", "4711"}
+    text = re.sub(r"#[0-9a-fA-F]{6}\b", "", " ".join((msg["Subject"], *bodies(msg))))  # colours
+    found = set(re.findall(r"(?<!\d)\d{4}(?!\d)", text))
+    rule_examples = {"1234", "5678", "4321", "9876", "2222", "1985", "2403", "0324"}
+    assert found <= {"2022", "4711", *rule_examples}
 
 
 # -- safety ------------------------------------------------------------------------------------
@@ -313,7 +321,7 @@ def test_brand_with_only_brand_toml_uses_base_defaults(tmp_path: Path) -> None:
     (root / "newbrand" / "brand.toml").write_text(
         'display_name = "Neu Mobil"\nmandatory_date = 2022-06-01\n'
         'sender_name = "Neu Mobil Service"\nsender_address = "service@neu.example"\n'
-        'website = "https://neu.example"\npin_locations = ["die Neu App"]\n'
+        'website = "https://neu.example"\npin_locations = ["in der Neu App"]\n'
         'pin_menu = "Konto"\n'
     )
     composer = Composer(load_brand("newbrand", root), "c", root)
@@ -323,7 +331,7 @@ def test_brand_with_only_brand_toml_uses_base_defaults(tmp_path: Path) -> None:
         msg["Subject"]
         == "Ab 1. Juni 2022 brauchst du deine Legi-PIN für den Neu Mobil Kundenservice"
     )
-    assert "über die Neu App im Bereich „Konto“" in flat(bodies(msg)[0])
+    assert "in der Neu App im Bereich „Konto“" in flat(bodies(msg)[0])
 
 
 def test_german_helpers() -> None:

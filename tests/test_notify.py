@@ -22,6 +22,7 @@ from rollout.assign import assign_pins, local_hash_map
 from rollout.brands import load_brand
 from rollout.delivery import DeliverySettings
 from rollout.exports import export_path, open_export
+from rollout.keys import brand_keys
 from rollout.notify import (
     DeadlinePassed,
     campaign_id,
@@ -29,7 +30,6 @@ from rollout.notify import (
     notify_brand,
     resend_brand,
 )
-from rollout.pins import PinHasher
 from rollout.state import StateStore
 from rollout.transports import open_transport
 
@@ -41,7 +41,8 @@ def prepared_state(state_dir: Path, brand: str = "jamobil", exports: Path = SAMP
     b = load_brand(brand)
     store = StateStore.in_dir(state_dir)
     export = open_export(export_path(exports, b), b)
-    assign_pins(export, b, store, state_dir, local_hash_map(PinHasher.from_env(), 2))
+    keys = brand_keys(b)
+    assign_pins(export, b, store, state_dir, local_hash_map(keys.hasher(), 2, keys.sealer))
     return store
 
 

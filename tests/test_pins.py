@@ -304,6 +304,24 @@ def test_params_from_env() -> None:
         HashParams.from_env({"ROLLOUT_ARGON2_PARALLELISM": "4", "ROLLOUT_ARGON2_MEMORY_KIB": "16"})
 
 
+@pytest.mark.parametrize(
+    ("time_cost", "memory_kib"), [("1", "19456"), ("2", "12288"), ("4", "8192"), ("1", "64")]
+)
+def test_a_cost_below_owasp_is_refused(time_cost: str, memory_kib: str) -> None:
+    env = {"ROLLOUT_ARGON2_TIME_COST": time_cost, "ROLLOUT_ARGON2_MEMORY_KIB": memory_kib}
+    with pytest.raises(ValueError, match="below OWASP's minimum"):
+        HashParams.from_env(env)
+
+
+def test_owasp_alternatives_and_the_one_test_only_switch() -> None:
+    for m, t in ((47104, 1), (12288, 3), (9216, 4), (7168, 5)):
+        env = {"ROLLOUT_ARGON2_TIME_COST": str(t), "ROLLOUT_ARGON2_MEMORY_KIB": str(m)}
+        assert HashParams.from_env(env) == HashParams(t, m, 1)
+    cheap = HashParams.from_env({"ROLLOUT_TEST_ONLY_CHEAP_ARGON2": "1"})
+    assert cheap == HashParams(1, 64, 1) and not cheap.meets_owasp_minimum
+    assert HashParams.from_env({"ROLLOUT_TEST_ONLY_CHEAP_ARGON2": "yes"}) == HashParams()
+
+
 def test_peppered_hash_is_bound_to_customer_and_key() -> None:
     stored = PinHasher(CHEAP, Pepper("k1", KEY_A)).hash(SecretPin("4711"), "C1")
     assert stored.startswith("$legipin-hmac-sha256$k=k1$argon2id$v=19$m=8,t=1,p=1$")
@@ -348,8 +366,8 @@ def test_pepper_from_env() -> None:
     env = {"ROLLOUT_PIN_PEPPER": KEY_A.hex(), "ROLLOUT_PIN_PEPPER_ID": "2025-01"}
     assert Pepper.from_env(env) == Pepper("2025-01", KEY_A)
     assert Pepper.from_env({}) is None
-    hasher = PinHasher.from_env({**env, "ROLLOUT_ARGON2_MEMORY_KIB": "8"})
-    assert hasher == PinHasher(HashParams(2, 8, 1), Pepper("2025-01", KEY_A))
+    hasher = PinHasher.from_env({**env, "ROLLOUT_ARGON2_TIME_COST": "3"})
+    assert hasher == PinHasher(HashParams(3, 19456, 1), Pepper("2025-01", KEY_A))
     assert KEY_A.hex() not in repr(hasher)
 
 
@@ -429,7 +447,9 @@ def test_new_pin_hashes_keeps_order_and_binding(monkeypatch: pytest.MonkeyPatch)
     # A stand-in generator whose PIN is the birth year, so every hash can be checked.
     monkeypatch.setattr(pins, "generate_pin", lambda born: SecretPin(f"{born.year:04d}"))
     batch = [(f"C{i}", date(1950 + i, 1, 1)) for i in range(11)]
-    hashes = new_pin_hashes(batch, PinHasher(CHEAP, Pepper("k1", KEY_A)), threads=3)
+    issued = new_pin_hashes(batch, PinHasher(CHEAP, Pepper("k1", KEY_A)), threads=3)
+    assert all(i.sealed is None for i in issued)  # no sealer given
+    hashes = [i.pin_hash for i in issued]
     assert len(hashes) == len(batch)
     peppers = {"k1": KEY_A}
     for i, stored in enumerate(hashes):
@@ -439,7 +459,7 @@ def test_new_pin_hashes_keeps_order_and_binding(monkeypatch: pytest.MonkeyPatch)
 
 def test_new_pin_hashes_draws_allowed_pins() -> None:
     batch = [("C1", date(1979, 12, 31)), ("C2", None), ("C3", date(2000, 2, 29))]
-    hashes = new_pin_hashes(batch, PinHasher(CHEAP), threads=2)
+    hashes = [i.pin_hash for i in new_pin_hashes(batch, PinHasher(CHEAP), threads=2)]
     assert all(is_pin_hash(h) for h in hashes)
     # Unpeppered, 10,000 guesses recover any PIN: exactly what the pepper is for.
     for (customer, born), stored in zip(batch, hashes, strict=True):

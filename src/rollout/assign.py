@@ -20,12 +20,13 @@ from typing import Any
 from rollout.brands import Brand
 from rollout.exports import Export, ExportChunk
 from rollout.model import PinSource
-from rollout.pins import PinHasher, new_pin_hashes
+from rollout.pins import IssuedPin, PinHasher, new_pin_hashes
+from rollout.seal import PinSealer
 from rollout.state import CustomerRecord, Reject, StateStore
-from rollout.writeback import WritebackWriter, writeback_path
+from rollout.writeback import WritebackWriter, with_sealed_column, writeback_path
 
 Batch = list[tuple[str, date | None]]
-HashMap = Callable[[Iterator[Batch]], Iterator[list[str]]]
+HashMap = Callable[[Iterator[Batch]], Iterator[list[IssuedPin]]]
 
 
 @dataclass
@@ -56,15 +57,18 @@ class PinSummary:
 class _Plan:
     chunk: ExportChunk
     known: dict[str, tuple[str, PinSource]]  # what a previous run already recorded
+    sealed: dict[str, tuple[str, str]]  # customer_id -> (hash, sealed copy) already recorded
     needs_pin: Batch
 
 
-def local_hash_map(hasher: PinHasher, threads: int | None = None) -> HashMap:
-    """Hash batch after batch in this process, each batch across `threads` threads."""
+def local_hash_map(
+    hasher: PinHasher, threads: int | None = None, sealer: PinSealer | None = None
+) -> HashMap:
+    """Hash (and seal) batch after batch in this process, each batch across `threads` threads."""
 
-    def run(batches: Iterator[Batch]) -> Iterator[list[str]]:
+    def run(batches: Iterator[Batch]) -> Iterator[list[IssuedPin]]:
         for batch in batches:
-            yield new_pin_hashes(batch, hasher, threads) if batch else []
+            yield new_pin_hashes(batch, hasher, threads, sealer) if batch else []
 
     return run
 
@@ -77,7 +81,11 @@ def assign_pins(
     hash_map: HashMap,
     chunk_size: int = 20_000,
 ) -> PinSummary:
-    """Give every valid customer of `export` a hash, record it and write the export back."""
+    """Give every valid customer of `export` a hash, record it and write the export back.
+
+    The write-back also carries each generated PIN's sealed copy (`hash_map` makes them), in
+    the export's sealed column or one appended after the rest (`with_sealed_column`).
+    """
     summary = PinSummary(brand.slug)
     plans: deque[_Plan] = deque()
     store.forget_rejects(brand.slug)
@@ -89,11 +97,14 @@ def assign_pins(
             yield plan.needs_pin
 
     out = writeback_path(state_dir, brand)
-    with WritebackWriter(out, export.format) as writer:
-        for hashes in hash_map(batches()):
+    fmt, sealed_column = with_sealed_column(export.format, brand)
+    with WritebackWriter(out, fmt) as writer:
+        for issued in hash_map(batches()):
             plan = plans.popleft()
             rows = plan.chunk.rows.copy()
-            rows[export.format.hash_column] = _commit(plan, hashes, store, brand, summary)
+            records = _commit(plan, issued, store, brand, summary)
+            rows[export.format.hash_column] = [r.pin_hash for r in records]
+            rows[sealed_column] = [r.pin_sealed or "" for r in records]
             writer.write(rows)
     summary.writeback = str(out)
     write_rejects(rejects_path(state_dir, brand), store.rejects(brand.slug))
@@ -117,19 +128,22 @@ def write_rejects(path: Path, rejects: list[Reject]) -> None:
 
 def _plan(chunk: ExportChunk, store: StateStore, brand: Brand) -> _Plan:
     customers = chunk.customers
-    known = store.known_hashes(brand.slug, customers["customer_id"].tolist())
+    ids = customers["customer_id"].tolist()
+    known = store.known_hashes(brand.slug, ids)
+    sealed = store.sealed_among(brand.slug, ids)
     fresh = customers[customers["pin_hash"].isna() & ~customers["customer_id"].isin(known.keys())]
-    return _Plan(chunk, known, list(zip(fresh["customer_id"], fresh["birth_date"], strict=True)))
+    batch = list(zip(fresh["customer_id"], fresh["birth_date"], strict=True))
+    return _Plan(chunk, known, sealed, batch)
 
 
 def _commit(
-    plan: _Plan, new_hashes: list[str], store: StateStore, brand: Brand, summary: PinSummary
-) -> list[str]:
-    """Record the chunk in one transaction; return each row's hash, in row order."""
-    if len(new_hashes) != len(plan.needs_pin):
-        raise RuntimeError(f"hashing returned {len(new_hashes)} for {len(plan.needs_pin)} PINs")
-    drawn = dict(zip((cid for cid, _ in plan.needs_pin), new_hashes, strict=True))
-    records = [_record(c, plan.known, drawn) for c in plan.chunk.customers.itertuples(index=False)]
+    plan: _Plan, issued: list[IssuedPin], store: StateStore, brand: Brand, summary: PinSummary
+) -> list[CustomerRecord]:
+    """Record the chunk in one transaction; return each row's record, in row order."""
+    if len(issued) != len(plan.needs_pin):
+        raise RuntimeError(f"hashing returned {len(issued)} for {len(plan.needs_pin)} PINs")
+    drawn = dict(zip((cid for cid, _ in plan.needs_pin), issued, strict=True))
+    records = [_record(c, plan, drawn) for c in plan.chunk.customers.itertuples(index=False)]
     bad = plan.chunk.rejects
     rejects = [
         Reject(int(row), str(cid), str(reason), str(detail))
@@ -139,21 +153,25 @@ def _commit(
     ]
     store.record_chunk(brand.slug, records, rejects)
     _count(summary, plan, records, rejects)
-    return [r.pin_hash for r in records]
+    return records
 
 
 def _record(
     c: Any,  # an itertuples row of ExportChunk.customers (untyped by pandas)
-    known: dict[str, tuple[str, PinSource]],
-    drawn: dict[str, str],
+    plan: _Plan,
+    drawn: dict[str, IssuedPin],
 ) -> CustomerRecord:
     cid = str(c.customer_id)
+    sealed: str | None = None
     if isinstance(c.pin_hash, str) and c.pin_hash:
         pin_hash, source = c.pin_hash, PinSource.KEPT
-    elif cid in known:
-        pin_hash, source = known[cid]
+    elif cid in plan.known:
+        pin_hash, source = plan.known[cid]
     else:
-        pin_hash, source = drawn[cid], PinSource.GENERATED
+        (pin_hash, sealed), source = drawn[cid], PinSource.GENERATED
+    if sealed is None and cid in plan.sealed and plan.sealed[cid][0] == pin_hash:
+        # Ours from an earlier run (maybe imported by the CRM since): the same sealed copy.
+        sealed = plan.sealed[cid][1]
     problem = c.email_problem
     return CustomerRecord(
         customer_id=cid,
@@ -163,6 +181,7 @@ def _record(
         last_name=str(c.last_name),
         email=str(c.email),
         email_problem=problem if isinstance(problem, str) and problem else None,
+        pin_sealed=sealed,
     )
 
 

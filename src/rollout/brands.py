@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+from rollout.pins import POLICIES, PinPolicy
 
 # The repository's templates folder; ROLLOUT_TEMPLATES points elsewhere (e.g. an installed copy).
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -24,6 +27,29 @@ class ExportHints:
     encoding: str | None = None
     # canonical column name -> header used by this brand's CRM, beyond the built-in aliases
     columns: dict[str, str] = field(default_factory=dict)
+    # write-back column of the sealed PIN; None: Legi-PIN-Sealed or legi_pin_sealed, like the rest
+    sealed_column: str | None = None
+
+
+@dataclass(frozen=True)
+class SecretNames:
+    """Names of the environment variables holding a brand's pepper and seal key (not values)."""
+
+    pepper: str
+    pepper_id: str
+    seal_key: str
+    seal_key_id: str
+
+    @classmethod
+    def default(cls, slug: str) -> SecretNames:
+        """<BRAND>_PIN_PEPPER, ..._ID, <BRAND>_PIN_SEAL_KEY, ..._ID; <BRAND>: CONGSTAR, JAMOBIL."""
+        prefix = re.sub(r"[^A-Z0-9]", "", slug.upper())
+        return cls(
+            f"{prefix}_PIN_PEPPER",
+            f"{prefix}_PIN_PEPPER_ID",
+            f"{prefix}_PIN_SEAL_KEY",
+            f"{prefix}_PIN_SEAL_KEY_ID",
+        )
 
 
 @dataclass(frozen=True)
@@ -40,6 +66,23 @@ class Brand:
     schedule: str | None
     export: ExportHints
     folder: Path
+    secrets: SecretNames | None = None  # None: SecretNames.default(slug)
+    # The rules a customer-chosen PIN is judged by (the brand's published ones: "floor");
+    # generated PINs always follow the stricter STRICT. The e-mail lists exactly these rules.
+    customer_pin_policy: str = "floor"
+    # How the e-mail looks: brand colour, wordmark, imprint lines for the footer.
+    colour: str = "#1a1a1a"
+    wordmark: str = ""
+    imprint: tuple[str, ...] = ()
+
+    @property
+    def customer_policy(self) -> PinPolicy:
+        """The check of a customer-chosen PIN: `check_pin(pin, born, brand.customer_policy)`."""
+        return POLICIES[self.customer_pin_policy]
+
+    @property
+    def secret_names(self) -> SecretNames:
+        return self.secrets or SecretNames.default(self.slug)
 
     @property
     def sender_domain(self) -> str:
@@ -81,8 +124,14 @@ def load_brand(slug: str, root: Path | None = None) -> Brand:
                 delimiter=hints.get("delimiter"),
                 encoding=hints.get("encoding"),
                 columns={str(k): str(v) for k, v in hints.get("columns", {}).items()},
+                sealed_column=hints.get("sealed_column") or None,
             ),
             folder=path.parent,
+            secrets=_secret_names(slug, raw.get("secrets", {})),
+            customer_pin_policy=_policy_name(path, raw.get("customer_pin_policy", "floor")),
+            colour=_colour(path, raw.get("colour", "#1a1a1a")),
+            wordmark=str(raw.get("wordmark", raw["display_name"])),
+            imprint=tuple(str(x) for x in raw.get("imprint", ())),
         )
     except KeyError as missing:
         raise BrandError(f"{path}: missing setting {missing}") from None
@@ -97,3 +146,24 @@ def _as_date(value: object) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value))
+
+
+def _secret_names(slug: str, raw: dict[str, object]) -> SecretNames:
+    """[secrets] in brand.toml may rename any of the variables; the rest keep their default."""
+    default = SecretNames.default(slug)
+    names = {k: str(raw.get(k, getattr(default, k))) for k in default.__dataclass_fields__}
+    return SecretNames(**names)
+
+
+def _policy_name(path: Path, value: object) -> str:
+    name = str(value)
+    if name not in POLICIES:
+        raise BrandError(f"{path}: customer_pin_policy must be one of {', '.join(POLICIES)}")
+    return name
+
+
+def _colour(path: Path, value: object) -> str:
+    colour = str(value)
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+        raise BrandError(f"{path}: colour must be #RRGGBB, got {colour!r}")
+    return colour

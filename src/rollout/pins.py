@@ -50,18 +50,25 @@ from enum import StrEnum
 from functools import lru_cache, partial
 from hashlib import sha256
 from itertools import pairwise
-from typing import NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from argon2 import low_level
 from argon2.exceptions import HashingError, VerifyMismatchError
 
+if TYPE_CHECKING:
+    from rollout.seal import PinSealer
+
 __all__ = [
     "COMMON_PINS",
     "FLOOR",
+    "KEY_ID_PATTERN",
+    "POLICIES",
     "STRICT",
+    "TEST_ONLY_CHEAP_ARGON2",
     "DateForm",
     "HashParams",
     "InvalidPinHashError",
+    "IssuedPin",
     "Pepper",
     "PepperError",
     "PinHasher",
@@ -73,6 +80,7 @@ __all__ = [
     "check_pin",
     "generate_pin",
     "is_pin_hash",
+    "length_prefixed",
     "new_pin_hashes",
     "verify_pin",
 ]
@@ -227,6 +235,30 @@ class PinPolicy:
                 reasons.append(form.reason)
         return tuple(reasons)
 
+    @property
+    def rules(self) -> tuple[Reason, ...]:
+        """Every reason this policy can refuse a PIN for, in rule order (what a customer must
+        be told: the e-mail lists exactly these)."""
+        reasons = [Reason.NOT_FOUR_DIGITS, *(r for r in _PATTERN_REASONS if self._enforces(r))]
+        for form in self.date_forms:
+            if form.reason not in reasons:
+                reasons.append(form.reason)
+        return tuple(reasons)
+
+    def _enforces(self, reason: Reason) -> bool:
+        if reason is Reason.CONSTANT_STEP:
+            return self.refuse_constant_steps
+        if reason is Reason.WRAP_AROUND:
+            return self.refuse_wrap_arounds
+        if reason is Reason.COMMON_PIN:
+            return bool(self.common_pins)
+        return True
+
+    @property
+    def common_pins_of_their_own(self) -> tuple[str, ...]:
+        """The blocklisted PINs no other rule of this policy refuses (to name them to people)."""
+        return tuple(sorted(p for p, r in self._static.items() if r == (Reason.COMMON_PIN,)))
+
     def allowed(self, birth_date: date | None = None) -> tuple[str, ...]:
         """All acceptable PINs for `birth_date`, ascending."""
         # Key on what the date actually removes, so dates with the same effect share an entry.
@@ -243,6 +275,15 @@ def _allowed_without(policy: PinPolicy, removed: tuple[str, ...]) -> tuple[str, 
     return tuple(p for p in policy._base_sorted if p not in removed)
 
 
+_PATTERN_REASONS = (
+    Reason.ASCENDING_RUN,
+    Reason.DESCENDING_RUN,
+    Reason.REPEATED_DIGIT,
+    Reason.CONSTANT_STEP,
+    Reason.WRAP_AROUND,
+    Reason.COMMON_PIN,
+)
+
 FLOOR = PinPolicy("floor")
 STRICT = PinPolicy(
     "strict",
@@ -251,6 +292,10 @@ STRICT = PinPolicy(
     common_pins=COMMON_PINS,
     date_forms=tuple(DateForm),
 )
+
+
+# By name, for brand.toml's `customer_pin_policy`.
+POLICIES: dict[str, PinPolicy] = {"floor": FLOOR, "strict": STRICT}
 
 
 def check_pin(
@@ -314,7 +359,8 @@ _SALT_LEN = 16
 _HASH_LEN = 32
 _DOMAIN_TAG = b"legi-pin/v1"
 _PEPPERED_SCHEME = "legipin-hmac-sha256"
-_KEY_ID = r"[A-Za-z0-9._-]{1,32}"
+KEY_ID_PATTERN = r"[A-Za-z0-9._-]{1,32}"
+_KEY_ID = KEY_ID_PATTERN
 _KEY_ID_RE = re.compile(_KEY_ID)
 # Strict argon2id PHC string: canonical decimals, unpadded standard base64, salt ≥ 8 bytes
 # and tag ≥ 4 bytes (argon2's own minimums).
@@ -356,16 +402,42 @@ class HashParams:
         if not 8 * self.parallelism <= self.memory_kib < 2**32:
             raise ValueError("argon2 needs 8 * parallelism <= memory_kib < 2**32")
 
+    @property
+    def meets_owasp_minimum(self) -> bool:
+        """At least one of OWASP's argon2id configurations (memory and passes both reached)."""
+        return any(self.memory_kib >= m and self.time_cost >= t for m, t in OWASP_ARGON2ID)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HashParams:
-        """Defaults overridden by ROLLOUT_ARGON2_TIME_COST, _MEMORY_KIB, _PARALLELISM."""
+        """Defaults overridden by ROLLOUT_ARGON2_TIME_COST, _MEMORY_KIB, _PARALLELISM.
+
+        A cost below OWASP's minimum is refused; only the test-only switch
+        `TEST_ONLY_CHEAP_ARGON2=1` (tests and benchmarks not about hashing) gives a cheap one.
+        """
         env = os.environ if environ is None else environ
+        if env.get(TEST_ONLY_CHEAP_ARGON2, "").strip() == "1":
+            return CHEAP_TEST_PARAMS
         default = cls()
-        return cls(
+        params = cls(
             time_cost=_env_int(env, "ROLLOUT_ARGON2_TIME_COST", default.time_cost),
             memory_kib=_env_int(env, "ROLLOUT_ARGON2_MEMORY_KIB", default.memory_kib),
             parallelism=_env_int(env, "ROLLOUT_ARGON2_PARALLELISM", default.parallelism),
         )
+        if not params.meets_owasp_minimum:
+            raise ValueError(
+                f"argon2id cost t={params.time_cost}, m={params.memory_kib} KiB is below OWASP's "
+                "minimum (e.g. t=2 with 19456 KiB, t=3 with 12288 KiB); "
+                "ROLLOUT_ARGON2_TIME_COST/_MEMORY_KIB may only raise it"
+            )
+        return params
+
+
+# OWASP Password Storage Cheat Sheet, argon2id: (memory KiB, passes), all with p=1.
+OWASP_ARGON2ID = ((47_104, 1), (19_456, 2), (12_288, 3), (9_216, 4), (7_168, 5))
+# The one switch for a cheap cost: tests and benchmarks that are not about hashing.  Same
+# format, a few µs a hash; never set it for real customers.
+TEST_ONLY_CHEAP_ARGON2 = "ROLLOUT_TEST_ONLY_CHEAP_ARGON2"
+CHEAP_TEST_PARAMS = HashParams(time_cost=1, memory_kib=64, parallelism=1)
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -416,10 +488,14 @@ class Pepper:
             raise PepperError(f"ROLLOUT_PIN_PEPPER/_ID: {err}") from None
 
 
+def length_prefixed(*fields: bytes) -> bytes:
+    """enc(a) || enc(b) || ..., enc(x) = len(x) as 4-byte big-endian || x (unambiguous)."""
+    return b"".join(len(f).to_bytes(4, "big") + f for f in fields)
+
+
 def _keyed_pin(key: bytes, customer_id: str, pin: str) -> bytes:
     """HMAC-SHA256 over length-prefixed tag, customer id and PIN (see the format doc)."""
-    fields = (_DOMAIN_TAG, customer_id.encode("utf-8"), pin.encode("ascii"))
-    message = b"".join(len(f).to_bytes(4, "big") + f for f in fields)
+    message = length_prefixed(_DOMAIN_TAG, customer_id.encode("utf-8"), pin.encode("ascii"))
     return hmac.new(key, message, sha256).digest()
 
 
@@ -549,28 +625,48 @@ def verify_pin(
 # --- batch --------------------------------------------------------------------------------
 
 
+class IssuedPin(NamedTuple):
+    """What leaves the generate-and-hash step: the hash, and the sealed copy if sealing."""
+
+    pin_hash: str
+    sealed: str | None
+
+
 def new_pin_hashes(
     batch: Sequence[tuple[str, date | None]],
     hasher: PinHasher,
     threads: int | None = None,
-) -> list[str]:
-    """Draw and hash a fresh PIN per (customer_id, birth_date); only hashes, in order.
+    sealer: PinSealer | None = None,
+) -> list[IssuedPin]:
+    """Draw, hash (and seal, given `sealer`) a fresh PIN per (customer_id, birth_date), in order.
 
-    The unit of work for a thread pool or Dask worker.  argon2-cffi releases the GIL, so the
-    batch is cut into one contiguous slice per thread (not one future per PIN).
+    The unit of work for a thread pool or Dask worker; only hashes and sealed copies leave
+    it.  argon2-cffi releases the GIL, so the batch is cut into one contiguous slice per
+    thread (not one future per PIN).
     """
     wanted = threads if threads is not None else os.cpu_count() or 1
     if wanted < 1:
         raise ValueError("threads must be at least 1")
     workers = min(wanted, len(batch))
+    work = partial(_issue_slice, hasher, sealer)
     if workers <= 1:
-        return _hash_slice(hasher, batch)
+        return work(batch)
     size = -(-len(batch) // workers)  # ceiling division
     slices = [batch[i : i + size] for i in range(0, len(batch), size)]
     with ThreadPoolExecutor(max_workers=len(slices), thread_name_prefix="pin-hash") as pool:
-        parts = list(pool.map(partial(_hash_slice, hasher), slices))
-    return [h for part in parts for h in part]
+        parts = list(pool.map(work, slices))
+    return [issued for part in parts for issued in part]
 
 
-def _hash_slice(hasher: PinHasher, part: Sequence[tuple[str, date | None]]) -> list[str]:
-    return [hasher.hash(generate_pin(birth_date), customer_id) for customer_id, birth_date in part]
+def _issue_slice(
+    hasher: PinHasher, sealer: PinSealer | None, part: Sequence[tuple[str, date | None]]
+) -> list[IssuedPin]:
+    return [_issue(hasher, sealer, customer_id, birth) for customer_id, birth in part]
+
+
+def _issue(
+    hasher: PinHasher, sealer: PinSealer | None, customer_id: str, birth_date: date | None
+) -> IssuedPin:
+    pin = generate_pin(birth_date)
+    sealed = sealer.seal(pin, customer_id) if sealer is not None else None
+    return IssuedPin(hasher.hash(pin, customer_id), sealed)

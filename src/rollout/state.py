@@ -78,6 +78,7 @@ class CustomerRecord:
     last_name: str
     email: str
     email_problem: str | None
+    pin_sealed: str | None = None  # generated PINs only: the sealed copy (rollout.seal)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,20 @@ class StateStore:
         # NORMAL in WAL survives a process kill; only power loss can undo the last commits.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    # Columns added after the first release: a DB made before them gains them on opening.
+    ADDED_COLUMNS = (
+        # The generated PIN sealed to the brand's self-service backend (HPKE); NULL for kept
+        # PINs and for PINs drawn before sealing existed.
+        ("customers", "pin_sealed", "TEXT"),
+    )
+
+    def _add_missing_columns(self) -> None:
+        for table, column, decl in self.ADDED_COLUMNS:
+            present = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     @classmethod
     def in_dir(cls, state_dir: Path, read_only: bool = False) -> StateStore:
@@ -178,6 +193,16 @@ class StateStore:
         )
         return {cid: (h, PinSource(src)) for cid, h, src in rows}
 
+    def sealed_among(self, brand: str, customer_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """customer_id -> (hash, sealed PIN) for those of `customer_ids` with a sealed copy."""
+        rows = self._among(
+            "SELECT customer_id, pin_hash, pin_sealed FROM customers "
+            "WHERE brand = ? AND pin_sealed IS NOT NULL",
+            [brand],
+            customer_ids,
+        )
+        return {cid: (h, sealed) for cid, h, sealed in rows}
+
     def _among(
         self, query: str, args: list[object], customer_ids: Sequence[str]
     ) -> Iterator[tuple[Any, ...]]:
@@ -203,8 +228,13 @@ class StateStore:
         with self.transaction() as db:
             db.executemany(
                 """
-                INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO customers (brand, customer_id, pin_hash, pin_source, pin_since,
+                    first_name, last_name, email, email_problem, updated_at, pin_sealed)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (brand, customer_id) DO UPDATE SET
+                    pin_sealed = CASE WHEN excluded.pin_hash = pin_hash
+                                      THEN coalesce(pin_sealed, excluded.pin_sealed)
+                                      ELSE excluded.pin_sealed END,
                     pin_since = CASE WHEN excluded.pin_hash = pin_hash THEN pin_since
                                      ELSE excluded.pin_since END,
                     pin_source = CASE WHEN excluded.pin_hash = pin_hash THEN pin_source
@@ -228,6 +258,7 @@ class StateStore:
                         c.email,
                         c.email_problem,
                         stamp,
+                        c.pin_sealed,
                     )
                     for c in customers
                 ),
@@ -252,7 +283,7 @@ class StateStore:
     def customer(self, brand: str, customer_id: str) -> CustomerRecord | None:
         row = self.db.execute(
             "SELECT customer_id, pin_hash, pin_source, first_name, last_name, email, "
-            "email_problem FROM customers WHERE brand = ? AND customer_id = ?",
+            "email_problem, pin_sealed FROM customers WHERE brand = ? AND customer_id = ?",
             (brand, customer_id),
         ).fetchone()
         return _customer(row) if row else None
@@ -526,4 +557,5 @@ def _customer(row: Sequence[object]) -> CustomerRecord:
         last_name=str(row[4]),
         email=str(row[5]),
         email_problem=None if row[6] is None else str(row[6]),
+        pin_sealed=None if row[7] is None else str(row[7]),
     )

@@ -19,7 +19,9 @@ CR are written with every field quoted.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,13 +33,40 @@ import numpy as np
 import pandas as pd
 
 from rollout.brands import Brand
-from rollout.exports import ExportFormat
+from rollout.exports import GERMAN_HEADERS, ExportFormat
 
 _Quoting = Literal[0, 1, 2, 3]
 
 
 def writeback_path(state_dir: Path, brand: Brand) -> Path:
     return state_dir / "writeback" / f"{brand.slug}.csv"
+
+
+SEALED_COLUMN = "legi_pin_sealed"
+SEALED_COLUMN_DE = "Legi-PIN-Sealed"
+
+
+def with_sealed_column(fmt: ExportFormat, brand: Brand) -> tuple[ExportFormat, str]:
+    """The write-back format with the sealed-PIN column, and that column's name.
+
+    Name: brand.toml's `[export] sealed_column`, else `Legi-PIN-Sealed` when most of the
+    export's known columns have German headers, else `legi_pin_sealed`. An export that already
+    has the column keeps it in place; otherwise it is appended after every other column.
+    """
+    present = [n for n in (SEALED_COLUMN_DE, SEALED_COLUMN) if n in fmt.header]
+    name = brand.export.sealed_column or (present[0] if present else _sealed_name(fmt))
+    if name in fmt.header:
+        return fmt, name
+    return dataclasses.replace(fmt, header=(*fmt.header, name)), name
+
+
+def _sealed_name(fmt: ExportFormat) -> str:
+    def key(text: str) -> str:
+        return re.sub(r"[\s_-]+", "", text).casefold()
+
+    german = sum(key(h) == key(GERMAN_HEADERS.get(c, "")) for c, h in fmt.column_map.items())
+    english = sum(key(h) == key(c) for c, h in fmt.column_map.items())
+    return SEALED_COLUMN_DE if german > english else SEALED_COLUMN
 
 
 class WritebackWriter:
