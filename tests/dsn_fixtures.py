@@ -174,13 +174,13 @@ def write_eml(folder: Path, name: str, msg: Message) -> Path:
     return path
 
 
-def blocked_bounce(recipient: str, message_id: str | None) -> Message:
+def blocked_bounce(recipient: str, message_id: str | None, date: datetime = BOUNCED_AT) -> Message:
     """Our sending IP on a blocklist: the address is fine, our side must act."""
     words = (
         f"554 5.7.1 Service unavailable; Client host [192.0.2.25] blocked using "
         f"zen.spamhaus.org; <{recipient}>"
     )
-    return dsn(recipient, message_id, action="failed", status="5.7.1", diagnostic=words)
+    return dsn(recipient, message_id, action="failed", status="5.7.1", diagnostic=words, date=date)
 
 
 def complaint(recipient: str, message_id: str, date: datetime = BOUNCED_AT) -> Message:

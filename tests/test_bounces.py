@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 from dsn_fixtures import (
     BOUNCED_AT,
     Original,
+    complaint,
     delayed_notice,
     hard_bounce,
     hard_bounce_with_original,
@@ -340,3 +344,89 @@ def test_a_mistyped_state_dir_creates_nothing(tmp_path: Path) -> None:
     lines, _ = bounces_flow.fn([str(tmp_path)], str(tmp_path / "stat"))  # no engine
     assert lines[0].startswith(f"bounces: no state database at {tmp_path}/stat/state.sqlite3;")
     assert not (tmp_path / "stat").exists()
+
+
+# --- the command: dry run, JSON, exit codes ----------------------------------------------------
+
+
+def test_dry_run_json_classifies_and_matches_without_changes_or_prefect(
+    store: StateStore, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    write_eml(inbox, "1-gone.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    fwd = hard_bounce("erika@forward.example.net", msgid("congstar", "2"))
+    write_eml(inbox, "2-forwarded.eml", fwd)
+    write_eml(inbox, "3-late.eml", delayed_notice("max@example.org", msgid("congstar", "1")))
+    write_eml(inbox, "4-holiday.eml", not_a_dsn())
+    write_eml(inbox, "5-spam.eml", complaint("family@example.org", msgid("jamobil", "7")))
+    (inbox / "6-junk.eml").write_bytes(b"Subject: hello\n\nnothing to see\n")
+    before = {b: store.deliveries(b, CAMPAIGN) for b in ("congstar", "jamobil")}
+    code = (
+        "import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
+        "assert 'prefect' not in sys.modules, 'Prefect was imported'; sys.exit(rc)"
+    )
+    args = ["bounces", str(inbox), "--dry-run", "--json", "--state-dir", str(tmp_path / "state")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr  # one message stays unparsed: someone must look
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(
+        set(r) >= {"file", "recipient", "kind", "status", "reason", "message_id", "match"}
+        for r in records
+    )
+    short = [
+        (Path(r["file"]).name, r["recipient"], r["kind"], (r["match"] or {}).get("outcome"))
+        for r in records
+    ]
+    assert short == [
+        ("1-gone.eml", "max@example.org", "hard", "hard"),
+        ("2-forwarded.eml", "erika@forward.example.net", "hard", "hard"),
+        ("3-late.eml", "max@example.org", "delayed", "delayed"),
+        ("4-holiday.eml", "max@example.org", "autoreply", "autoreply"),
+        ("5-spam.eml", "family@example.org", "complaint", "complaint"),
+        ("6-junk.eml", None, "unparsed", None),
+    ]
+    assert records[1]["match"] == {
+        "outcome": "hard",
+        "brand": "congstar",
+        "customer_id": "2",
+        "by": "message_id",
+    }
+    assert records[0]["status"] == "5.1.1" and records[0]["message_id"] == msgid("congstar", "1")
+    assert {b: store.deliveries(b, CAMPAIGN) for b in before} == before  # nothing changed
+    assert not store.has_mark("jamobil", "7", "complaint")
+
+
+def test_a_missing_path_is_exit_2_and_reads_nothing(
+    store: StateStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    good = write_eml(tmp_path, "1.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    args = ["bounces", str(good), str(tmp_path / "typo"), "--state-dir", str(tmp_path / "state")]
+    assert main(args) == 2
+    assert (
+        capsys.readouterr().err == f"rollout: error: no such file or directory: {tmp_path}/typo\n"
+    )
+    assert main([*args[:2], "--json", "--state-dir", str(tmp_path / "state")]) == 2  # no dry run
+    assert "--json goes with --dry-run" in capsys.readouterr().err
+    assert delivery(store, "congstar", "1").status == "sent"
+
+
+def test_without_dry_run_every_unparsed_file_is_listed_and_the_exit_is_1(
+    prefect_api: str, store: StateStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    inbox = tmp_path / "inbox"
+    write_eml(inbox, "gone.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    for n in range(7):  # more than a report's usual examples
+        (inbox / f"junk-{n}.eml").write_bytes(b"Subject: hi\n\nno bounce\n")
+    assert main(["bounces", str(inbox), "--state-dir", str(tmp_path / "state")]) == 1
+    out = capsys.readouterr().out
+    assert all(f"{inbox}/junk-{n}.eml (not a bounce)" in out for n in range(7))
+    assert delivery(store, "congstar", "1").status == "bounced"

@@ -23,8 +23,10 @@ _SYSTEM = re.compile(  # mail systems' own addresses: failed recipients only if 
     r"bounces?|double-bounce|root|nobody|daemon)@",
     re.IGNORECASE,
 )
-_LABELLED_SENDER = re.compile(
-    r"\b(mail from|from|sender|reply-to|return-path|envelope-from)\s*[:=]\s*<?\s*$", re.IGNORECASE
+_NOT_A_RECIPIENT_LABEL = re.compile(  # "From: x@y", "MAIL FROM:<x@y>", "Message-ID: <x@y>"
+    r"\b(mail from|from|sender|reply-to|return-path|envelope-from|message-id|in-reply-to|"
+    r"references)\s*[:=]\s*<?\s*$",
+    re.IGNORECASE,
 )
 _DELAYED = re.compile(
     r"(warning: (message|mail) .{0,40}(still )?(undelivered|delayed|not yet delivered)"
@@ -68,7 +70,7 @@ def candidates(text: str, exclude: set[str]) -> list[str]:
     for found in ADDRESS.finditer(text):
         lower = found.group(1).strip(".").lower()
         line_start = text.rfind("\n", 0, found.start()) + 1
-        if lower in exclude or _LABELLED_SENDER.search(text[line_start : found.start()]):
+        if lower in exclude or _NOT_A_RECIPIENT_LABEL.search(text[line_start : found.start()]):
             exclude = exclude | {lower}  # a sender named anywhere is a sender everywhere
         elif lower not in seen:
             seen.append(lower)
