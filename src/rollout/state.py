@@ -155,6 +155,7 @@ class StateStore:
         self.path = path
         if read_only:  # for previews and reports: must not create or change anything
             self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            self._stand_in_for_newer_tables()
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -162,6 +163,17 @@ class StateStore:
         # NORMAL in WAL survives a process kill; only power loss can undo the last commits.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+
+    def _stand_in_for_newer_tables(self) -> None:
+        """A DB written by an older version lacks bounce_marks: an empty temporary one (in
+        memory, not in the file) stands in, so read-only views work before the next run."""
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bounce_marks'"
+        ).fetchone()
+        if found is None:
+            start = SCHEMA.index("CREATE TABLE IF NOT EXISTS bounce_marks")
+            table = SCHEMA[start : SCHEMA.index(";", start)]
+            self.db.execute(table.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
 
     @classmethod
     def in_dir(cls, state_dir: Path, read_only: bool = False) -> StateStore:
