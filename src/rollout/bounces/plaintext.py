@@ -54,6 +54,7 @@ class Stretch:
 
     address: str
     words: str
+    before: str = ""  # the lines right before a stand-alone address, where some put the reason
 
 
 def looks_like_bounce_text(text: str) -> bool:
@@ -70,12 +71,34 @@ def candidates(text: str, exclude: set[str]) -> list[str]:
     for found in ADDRESS.finditer(text):
         lower = found.group(1).strip(".").lower()
         line_start = text.rfind("\n", 0, found.start()) + 1
-        if lower in exclude or _NOT_A_RECIPIENT_LABEL.search(text[line_start : found.start()]):
+        before = text[line_start : found.start()]
+        if _ALIAS_LABEL.search(before):
+            continue  # the alias of the address before: see aliases()
+        if lower in exclude or _NOT_A_RECIPIENT_LABEL.search(before):
             exclude = exclude | {lower}  # a sender named anywhere is a sender everywhere
         elif lower not in seen:
             seen.append(lower)
     seen = [a for a in seen if a not in exclude]
     return [a for a in seen if not _SYSTEM.match(a)] or seen
+
+
+_ALIAS_LABEL = re.compile(r"\b(generated|expanded|forwarded|redirected) from\s*[:]?\s*<?\s*$", re.I)
+
+
+def aliases(text: str, addresses: list[str]) -> dict[str, str]:
+    """address -> the address it was generated or expanded from (an alias or forward: the
+    one we sent to), as Exim ("generated from") and Postfix ("expanded from") say."""
+    found: dict[str, str] = {}
+    last: str | None = None
+    for match in ADDRESS.finditer(text):
+        lower = match.group(1).strip(".").lower()
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if _ALIAS_LABEL.search(text[line_start : match.start()]):
+            if last is not None and last != lower:
+                found.setdefault(last, lower)
+        elif lower in addresses:
+            last = lower
+    return found
 
 
 def stretches(text: str, addresses: list[str]) -> list[Stretch]:
@@ -94,14 +117,13 @@ def stretches(text: str, addresses: list[str]) -> list[Stretch]:
         if start is None:
             continue
         end = next((n for n, a in named if n > start and a != address), len(lines))
-        words = "\n".join(lines[start:end][:25])
+        words, before = "\n".join(lines[start:end][:25]), ""
         if start > 0 and not ADDRESS.sub("", lines[start]).strip(" <>:;,.\t"):
             # The address stands alone (Exim, Gmail, qmail): the reply follows it. Some
             # systems put the reason right before the address list instead.
             after = max((n + 1 for n, a in named if n < start and a != address), default=0)
-            after = max(after, start - 3)
-            words = "\n".join(lines[after:start]) + "\n" + words
-        out.append(Stretch(address, words))
+            before = "\n".join(lines[max(after, start - 3) : start])
+        out.append(Stretch(address, words, before))
     return out
 
 

@@ -135,8 +135,8 @@ class _Context:
         if not addresses:
             found = next(spare, None) or self._original_recipient()
             addresses = (found,) if found else ()
-        stretch = plaintext.stretches(self.own, [addresses[-1].lower()]) if addresses else []
-        prose = plaintext.summary_line(stretch[0].words) if stretch else ""
+        about = plaintext.stretches(self.own, [addresses[-1].lower()]) if addresses else []
+        prose = plaintext.summary_line(f"{about[0].before}\n{about[0].words}") if about else ""
         if not words:  # the reason is in the prose only (Exchange, Notes)
             words = prose
         code = basic_code(words)
@@ -210,29 +210,29 @@ class _Context:
         """Plain-text bounces: one notice per failed address the prose names."""
         addresses = self.text_recipients()
         delayed = plaintext.is_delay_warning(self.own)
-        stretches = {s.address: s.words for s in plaintext.stretches(self.own, addresses)}
+        alias_of = plaintext.aliases(self.own, addresses)
+        stretches = {s.address: s for s in plaintext.stretches(self.own, addresses)}
         for address in addresses:
-            words = plaintext.summary_line(stretches.get(address) or self.own)
+            # Original-Recipient first, as in a DSN: the alias we sent to, then where it led.
+            named = (alias_of[address], address) if address in alias_of else (address,)
+            stretch = stretches.get(address)
+            words = plaintext.summary_line(stretch.words if stretch else self.own)
             status, code = enhanced_status(words), basic_code(words)
+            if stretch and stretch.before and judge(status, code, words).category == "other":
+                words = plaintext.summary_line(f"{stretch.before}\n{stretch.words}")
+                status, code = status or enhanced_status(words), code or basic_code(words)
             if delayed:
                 why = reason("delayed", status, code, words)
                 yield Bounce(
-                    self.source,
-                    Kind.DELAYED,
-                    self.message_id,
-                    (address,),
-                    code,
-                    status,
-                    why,
-                    self.date,
+                    self.source, Kind.DELAYED, self.message_id, named, code, status, why, self.date
                 )
             elif len(addresses) == 1 and judge(status, code, words).category == "other":
                 # The reply stands apart from the address (Verizon, Notes): read all the words.
                 everything = plaintext.summary_line(self.own)
                 status = status or enhanced_status(everything)
-                yield self._failure((address,), status, code or basic_code(everything), everything)
+                yield self._failure(named, status, code or basic_code(everything), everything)
             else:
-                yield self._failure((address,), status, code, words)
+                yield self._failure(named, status, code, words)
 
 
 def _addresses(*values: str) -> tuple[str, ...]:

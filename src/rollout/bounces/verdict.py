@@ -255,11 +255,14 @@ _BY_SUBJECT = {
     "7": "policy",
 }
 _DEAD_STATUS = {"1.1", "1.2", "1.3", "1.6", "1.10"}
-# The server took the recipient (RCPT) and refused the message (DATA): the address exists,
-# whatever the words say; only an explicit X.1.x status is believed over that.
+# The server took the recipient (RCPT) and refused the message (DATA) with a bare "user
+# unknown": that is what filtering carriers say, and the address exists. Explicit words ("does
+# not have an account", "invalid recipient": providers that check recipients at DATA) and an
+# explicit X.1.x status are believed.
 _AFTER_DATA = re.compile(
     r"(in reply to|after|at) (the )?(end of )?data\b|>>> data|data command", re.IGNORECASE
 )
+_BARE_UNKNOWN = re.compile(r"\b(user unknown|unknown user)\b", re.IGNORECASE)
 _STRONG_TEXT = {"sender_rejected", "mailbox_full", "auth", "reputation", "spam", "suspended"}
 
 
@@ -273,7 +276,8 @@ def judge(status: str | None, code: int | None, text: str, around: str = "") -> 
         return Verdict(str(by_text), False)
     if subject_detail in _DEAD_STATUS:
         return Verdict(_BY_STATUS[subject_detail], True)
-    if by_text in DEAD and (_AFTER_DATA.search(text) or _AFTER_DATA.search(around)):
+    after_data = _AFTER_DATA.search(text) or _AFTER_DATA.search(around)
+    if by_text == "user_unknown" and after_data and _BARE_UNKNOWN.search(text):
         return Verdict("filtered", False)
     if by_text is not None:
         return Verdict(by_text, by_text in DEAD and klass != "4")
