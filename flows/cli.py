@@ -1,7 +1,8 @@
 """`rollout`: the one command that starts the flows and prints what they did.
 
-Exit codes: 0 all done; 1 someone is left failed or with an unknown outcome; 2 the run could
-not start or stopped on bad input or settings (the message says which file or setting).
+Exit codes: 0 all done; 1 someone is left failed or with an unknown outcome (`bounces`: some
+messages stay unparsed); 2 the run could not start or stopped on bad input or settings (the
+message says which file or setting).
 """
 
 from __future__ import annotations
@@ -274,6 +275,8 @@ def _bounces_dry_run(a: argparse.Namespace) -> int:
 
     chosen = {b.slug for b in load_brands(a.brands)} if a.brands else None
     store = StateStore.existing(a.state_dir)  # read-only; None: classify only
+    if store is None:
+        print(f"rollout: no state DB in {a.state_dir}: classifying only", file=sys.stderr)
     report = BounceReport()
     try:
         for result in judge_notices(store, iter_bounces(a.paths), chosen, dry_run=True):
@@ -289,9 +292,12 @@ def _bounces_dry_run(a: argparse.Namespace) -> int:
 
 
 def _clear_sender_problems(a: argparse.Namespace) -> int:
+    from flows.summary import NothingRunYet
     from rollout.brands import load_brands
     from rollout.state import StateStore
 
+    if not (a.state_dir / "state.sqlite3").is_file():  # a mistyped --state-dir creates nothing
+        raise NothingRunYet(f"no state DB in {a.state_dir}: nothing has run there yet")
     with StateStore.in_dir(a.state_dir) as store:
         for b in load_brands(a.brands):
             cleared = store.clear_marks(b.slug, "sender_problem")

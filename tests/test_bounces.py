@@ -430,3 +430,18 @@ def test_without_dry_run_every_unparsed_file_is_listed_and_the_exit_is_1(
     out = capsys.readouterr().out
     assert all(f"{inbox}/junk-{n}.eml (not a bounce)" in out for n in range(7))
     assert delivery(store, "congstar", "1").status == "bounced"
+
+
+def test_clearing_sender_problems_from_the_command(
+    store: StateStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    store.add_mark("congstar", CAMPAIGN, "1", "sender_problem", "auth 5.7.26")
+    state_dir = str(tmp_path / "state")
+    assert main(["bounces", "--clear-sender-problems", "--state-dir", state_dir]) == 0
+    assert "congstar: 1 sender problems cleared" in capsys.readouterr().out
+    assert not store.has_mark("congstar", "1", "sender_problem")
+    typo = str(tmp_path / "stat")
+    assert main(["bounces", "--clear-sender-problems", "--state-dir", typo]) == 2
+    assert not (tmp_path / "stat").exists()
