@@ -62,6 +62,24 @@ def own_parts(msg: Message) -> Iterator[Message]:
                 yield from own_parts(part)
 
 
+def report_root(msg: Message) -> Message:
+    """The message a report belongs to: `msg`, or, when someone forwarded the bounce as an
+    attachment, the attached bounce (its own original and Message-ID are the ones that count).
+    """
+    if any(p.get_content_type() in STATUS_TYPES for p in own_parts(msg)):
+        return msg
+    for part in walk(msg):
+        inner = part.get_payload() if part.get_content_type() in ORIGINAL_TYPES else None
+        if (
+            isinstance(inner, list)
+            and inner
+            and isinstance(inner[0], Message)
+            and any(p.get_content_type() in STATUS_TYPES for p in walk(inner[0]))
+        ):
+            return report_root(inner[0])
+    return msg
+
+
 def text_of(part: Message) -> str:
     """A leaf part's text, decoded from its transfer encoding and charset (as best it can)."""
     payload = part.get_payload(decode=True)
@@ -85,11 +103,22 @@ def raw_text_of(part: Message) -> str:
     payload = part.get_payload()
     if isinstance(payload, list):
         return "\n\n".join(
-            raw_text_of(p) if p.is_multipart() else _decode(p.as_bytes())
+            raw_text_of(p) if p.is_multipart() else _block_text(p)
             for p in payload
             if isinstance(p, Message)
         )
     return text_of(part)
+
+
+def _block_text(block: Message) -> str:
+    """A DSN field block as it was sent. The stdlib parses each block as a message: a line
+    that is no header (an unindented continuation) ends its headers and starts a "body";
+    joining them again without the blank line keeps the block whole."""
+    text = "\n".join(f"{name}: {value}" for name, value in block.items())
+    body = block.get_payload()
+    if isinstance(body, str) and body.strip():
+        text += "\n" + body
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def readable_text(msg: Message) -> str:

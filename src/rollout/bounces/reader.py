@@ -19,6 +19,7 @@ from rollout.bounces.mime import (
     parse,
     raw_text_of,
     readable_text,
+    report_root,
     split_original,
     walk,
 )
@@ -36,7 +37,8 @@ def read_message(source: str, data: bytes) -> Iterator[Notice]:
     yield from notices
 
 
-def _notices(source: str, msg: Message) -> Iterator[Notice]:
+def _notices(source: str, whole: Message) -> Iterator[Notice]:
+    msg = report_root(whole)
     own, quoted = split_original(readable_text(msg))
     context = _Context(source, msg, own, quoted)
     feedback = feedback_fields(msg)
