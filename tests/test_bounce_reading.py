@@ -183,3 +183,100 @@ def test_auto_replies_and_other_mail() -> None:
     assert not isinstance(other, Bounce) and other.why == "not a bounce"
     (broken,) = read_message("z.eml", b"\x00\xff garbage")
     assert not isinstance(broken, Bounce)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "words", "category", "hard", "ours"),
+    [
+        (
+            "5.1.1",
+            550,
+            "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown",
+            "user_unknown",
+            True,
+            False,
+        ),
+        ("5.0.0", 550, "550 No such user here", "user_unknown", True, False),
+        (
+            None,
+            550,
+            "550 Requested action not taken: mailbox unavailable: invalid recipient",
+            "user_unknown",
+            True,
+            False,
+        ),
+        ("5.1.2", 550, "550 5.1.2 Host or domain name not found", "host_unknown", True, False),
+        (
+            "5.1.6",
+            551,
+            "551 5.1.6 User has moved; please try <new@example.org>",
+            "moved",
+            True,
+            False,
+        ),
+        ("5.2.2", 552, "552 5.2.2 Mailbox full", "mailbox_full", False, False),
+        ("5.0.0", 550, "550 User unknown: quota exceeded", "mailbox_full", False, False),
+        ("4.1.1", 450, "450 4.1.1 user unknown: try again later", "user_unknown", True, False),
+        (None, 450, "450 mailbox unknown (LDAP busy)", "user_unknown", False, False),
+        (
+            "5.7.1",
+            554,
+            "554 5.7.1 Client host [192.0.2.9] blocked using zen.spamhaus.org",
+            "reputation",
+            False,
+            True,
+        ),
+        (
+            "5.7.26",
+            550,
+            "550 5.7.26 Unauthenticated email from congstar.de is not accepted "
+            "due to domain's DMARC policy",
+            "auth",
+            False,
+            True,
+        ),
+        (
+            "5.7.1",
+            550,
+            "550 5.7.1 Message rejected as spam by Content Filtering",
+            "spam",
+            False,
+            True,
+        ),
+        ("5.7.1", 550, "550 5.7.1 Relaying denied", "relaying", False, False),
+        ("4.4.7", None, "delivery time expired", "expired", False, False),
+        (
+            "5.1.1",
+            550,
+            "host mx.antispam.example.com said: 550 5.1.1 User unknown",
+            "user_unknown",
+            True,
+            False,
+        ),
+        (
+            "5.0.0",
+            550,
+            "550 Unknown user (in reply to end of DATA command)",
+            "filtered",
+            False,
+            False,
+        ),
+        (
+            "5.0.0",
+            554,
+            "554 delivery error: This user doesn't have an account (DATA)",
+            "user_unknown",
+            True,
+            False,
+        ),
+        (None, 550, "550 Rejected", "policy", False, False),
+        (None, 550, "550 see https://mail.example.com/help", "other", False, False),
+    ],
+)
+def test_the_verdict_is_by_meaning(
+    status: str | None, code: int | None, words: str, category: str, hard: bool, ours: bool
+) -> None:
+    from rollout.bounces.verdict import judge
+
+    verdict = judge(status, code, words)
+    assert (verdict.category, verdict.hard, verdict.sender_problem) == (category, hard, ours)

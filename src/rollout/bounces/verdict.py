@@ -221,7 +221,12 @@ _TEXTS: list[tuple[str, re.Pattern[str]]] = [
             r"routing",
         ),
     ),
-    ("policy", _words(r"polic", r"prohibit", r"not (permitted|allowed|authori[sz]ed)", r"denied")),
+    (
+        "policy",
+        _words(
+            r"polic", r"prohibit", r"not (permitted|allowed|authori[sz]ed)", r"denied", r"rejected"
+        ),
+    ),
     ("system", _words(r"system", r"internal", r"local error", r"i/o error", r"resources")),
 ]
 
@@ -266,9 +271,25 @@ _BARE_UNKNOWN = re.compile(r"\b(user unknown|unknown user)\b", re.IGNORECASE)
 _STRONG_TEXT = {"sender_rejected", "mailbox_full", "auth", "reputation", "spam", "suspended"}
 
 
+_HOST = re.compile(r"\b[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9_-]+)*\.[a-z]{2,}\b", re.IGNORECASE)
+_BLOCKLISTS = ("spamhaus", "spamcop", "sorbs", "barracudacentral", "abuseat", "dnsbl", "rbl")
+
+
+def _without_hosts(text: str) -> str:
+    """Host names and addresses say nothing of the failure ("mx.antispam.example.com: 550
+    5.1.1 User unknown" is no spam verdict), except the names of blocklists."""
+
+    def host(match: re.Match[str]) -> str:
+        name = match.group(0).lower()
+        return " ".join(b for b in _BLOCKLISTS if b in name) or "host"
+
+    return _HOST.sub(host, text)
+
+
 def judge(status: str | None, code: int | None, text: str, around: str = "") -> Verdict:
     """The verdict on a failure (not a delay) from its enhanced status, reply code and words;
     `around` is what else the bounce says about that recipient (e.g. the SMTP phase)."""
+    text = _without_hosts(text)
     klass = (status or str(code or ""))[:1]
     subject_detail = status.split(".", 1)[1] if status and status.count(".") == 2 else ""
     by_text = next((name for name, pattern in _TEXTS if pattern.search(text)), None)
