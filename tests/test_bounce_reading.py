@@ -270,6 +270,32 @@ def test_auto_replies_and_other_mail() -> None:
             False,
         ),
         (None, 550, "550 Rejected", "policy", False, False),
+        (
+            "5.1.10",
+            550,
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient max@example.org "
+            "not found by SMTP address lookup",
+            "user_unknown",
+            True,
+            False,
+        ),
+        (
+            "5.4.1",
+            550,
+            "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)",
+            "user_unknown",
+            True,
+            False,
+        ),
+        (None, 550, "550 User <max@example.org> not found", "user_unknown", True, False),
+        (
+            "5.2.1",
+            550,
+            "550 5.2.1 The email account that you tried to reach is disabled.",
+            "suspended",
+            False,
+            False,
+        ),
         (None, 550, "550 see https://mail.example.com/help", "other", False, False),
     ],
 )

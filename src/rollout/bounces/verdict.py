@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rollout.bounces.plaintext import ADDRESS
+
 DEAD = frozenset({"user_unknown", "host_unknown", "moved", "no_mail"})
 SENDER_SIDE = frozenset({"blocked", "spam", "auth", "reputation", "sender_rejected"})
 
@@ -96,11 +98,14 @@ _TEXTS: list[tuple[str, re.Pattern[str]]] = [
         "user_unknown",
         _words(
             r"(user|recipient|addressee|mailbox|address|account|alias|local part|local user)"
-            r"( name)? (is )?(unknown|not (found|known|recognized|recognised|exist|listed))",
+            r"( name)?( [<(\[]?address[>)\]]?)? (is )?"
+            r"(unknown|not (found|known|recognized|recognised|exist|listed))",
             r"unknown (user|recipient|mailbox|address|alias|local.?part|account)",
             r"no such (user|mailbox|recipient|address|account|person|local user|alias)",
             r"(?<!may )(does ?n[o']t|doesn't|not) exist",
-            r"(address|user|recipient|mailbox) (could ?n[o']t|could not|can ?not) be found",
+            r"(address|user|recipient|mailbox|account)\b.{0,30}(could ?n[o']t|could not|can ?not|"
+            r"wasn't|was not) (be )?found",
+            r"\bwas ?n[o']t found at\b",
             r"not listed in (the )?(\w+ )?(directory|address book|name)",
             r"invalid (final delivery )?user ?id",
             r"recipient address rejected: access denied",
@@ -149,6 +154,7 @@ _TEXTS: list[tuple[str, re.Pattern[str]]] = [
             r"(account|mailbox|user|address)( has been| is)? "
             r"(disabled|suspended|deactivated|inactive|locked|frozen|closed|expired|blocked)",
             r"(disabled|suspended|inactive|deactivated) (account|mailbox|user)",
+            r"\b(is|has been) (disabled|deactivated|suspended)\b",
             r"not active",
         ),
     ),
@@ -283,7 +289,7 @@ def _without_hosts(text: str) -> str:
         name = match.group(0).lower()
         return " ".join(b for b in _BLOCKLISTS if b in name) or "host"
 
-    return _HOST.sub(host, text)
+    return _HOST.sub(host, ADDRESS.sub("address", text))
 
 
 def judge(status: str | None, code: int | None, text: str, around: str = "") -> Verdict:
@@ -296,7 +302,7 @@ def judge(status: str | None, code: int | None, text: str, around: str = "") -> 
     if by_text in _STRONG_TEXT:
         return Verdict(str(by_text), False)
     if subject_detail in _DEAD_STATUS:
-        return Verdict(_BY_STATUS[subject_detail], True)
+        return Verdict(by_text if by_text in DEAD else _BY_STATUS[subject_detail], True)
     after_data = _AFTER_DATA.search(text) or _AFTER_DATA.search(around)
     if by_text == "user_unknown" and after_data and _BARE_UNKNOWN.search(text):
         return Verdict("filtered", False)
