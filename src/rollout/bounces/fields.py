@@ -42,6 +42,14 @@ class Block:
     def get(self, name: str) -> str:
         return self.fields.get(name, "")
 
+    def recipient_fields(self) -> tuple[str, str, str]:
+        """Original-Recipient first (the address we sent to), then where it was delivered."""
+        return (
+            self.get("original-recipient"),
+            self.get("x-actual-recipient"),
+            self.get("final-recipient"),
+        )
+
     @property
     def has_recipient(self) -> bool:
         return any(self.fields.get(f) for f in _RECIPIENT_FIELDS)

@@ -28,6 +28,9 @@ _NOT_A_RECIPIENT_LABEL = re.compile(  # "From: x@y", "MAIL FROM:<x@y>", "Message
     r"references)\s*[:=]\s*<?\s*$",
     re.IGNORECASE,
 )
+_ALIAS_LABEL = re.compile(  # Exim "(generated from x@y)", Postfix "(expanded from <x@y>)"
+    r"\b(generated|expanded|forwarded|redirected) from\s*:?\s*<?\s*$", re.IGNORECASE
+)
 _DELAYED = re.compile(
     r"(warning: (message|mail) .{0,40}(still )?(undelivered|delayed|not yet delivered)"
     r"|has been delayed|(is|was) delayed|delivery (is |has been )?delayed|will (continue to )?"
@@ -80,9 +83,6 @@ def candidates(text: str, exclude: set[str]) -> list[str]:
             seen.append(lower)
     seen = [a for a in seen if a not in exclude]
     return [a for a in seen if not _SYSTEM.match(a)] or seen
-
-
-_ALIAS_LABEL = re.compile(r"\b(generated|expanded|forwarded|redirected) from\s*[:]?\s*<?\s*$", re.I)
 
 
 def aliases(text: str, addresses: list[str]) -> dict[str, str]:

@@ -51,7 +51,9 @@ def _notices(source: str, whole: Message) -> Iterator[Notice]:
         return
     blocks = _dsn_blocks(msg)
     if blocks:
-        spare = iter(context.text_recipients())  # for blocks whose recipient is unreadable
+        # Blocks whose recipient is unreadable take the text's addresses the others lack.
+        named = {a.lower() for b in blocks for a in _addresses(*b.recipient_fields())}
+        spare = (a for a in context.text_recipients() if a not in named)
         for block in blocks:
             yield context.from_block(block, spare)
         return
@@ -129,11 +131,7 @@ class _Context:
             block.get("diagnostic-code")
         )
         words = diagnostic(block.get("diagnostic-code"))
-        addresses = _addresses(
-            block.get("original-recipient"),
-            block.get("x-actual-recipient"),
-            block.get("final-recipient"),
-        )
+        addresses = _addresses(*block.recipient_fields())
         if not addresses:
             found = next(spare, None) or self._original_recipient()
             addresses = (found,) if found else ()
