@@ -147,11 +147,14 @@ class BounceReport:
     unparsed: int = 0
     sender_problem: int = 0  # of the soft ones: caused by our side
     examples: dict[str, list[str]] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)  # what the notices said, matched or not
 
     def add(self, result: Result) -> None:
         outcome = result.outcome
         setattr(self, outcome, getattr(self, outcome) + 1)
         notice = result.notice
+        kind = "unparsed" if isinstance(notice, Unparsed) else notice.kind.value
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if isinstance(notice, Bounce) and notice.sender_problem and outcome is Outcome.SOFT:
             self.sender_problem += 1
         if outcome in _WITH_EXAMPLES or outcome is Outcome.UNPARSED:
@@ -166,6 +169,9 @@ class BounceReport:
 
     def lines(self) -> list[str]:
         out = [f"bounces: {self.total} notices read"]
+        if self.kinds:
+            said = ", ".join(f"{k} {self.kinds[k]}" for k in sorted(self.kinds))
+            out.append(f"  by kind: {said}")
         for outcome, label in _LABELS.items():
             count = getattr(self, outcome)
             out.append(f"  {label}: {count}")

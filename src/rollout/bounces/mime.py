@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from email import message_from_bytes, message_from_string
+from email import errors, message_from_bytes, message_from_string
 from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
@@ -114,11 +114,15 @@ def _block_text(block: Message) -> str:
     """A DSN field block as it was sent. The stdlib parses each block as a message: a line
     that is no header (an unindented continuation) ends its headers and starts a "body";
     joining them again without the blank line keeps the block whole."""
-    text = "\n".join(f"{name}: {value}" for name, value in block.items())
-    body = block.get_payload()
-    if isinstance(body, str) and body.strip():
-        text += "\n" + body
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    head = "\n".join(f"{name}: {value}" for name, value in block.items())
+    text = _decode(head.encode("utf-8", "surrogateescape"))
+    body = block.get_payload(decode=True)  # the bytes as sent (a str payload lost UTF-8)
+    if isinstance(body, bytes) and body.strip():
+        separated = not any(
+            isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in block.defects
+        )
+        text += ("\n\n" if separated else "\n") + _decode(body)
+    return text
 
 
 def readable_text(msg: Message) -> str:
