@@ -271,6 +271,23 @@ def test_auto_replies_and_other_mail() -> None:
         ),
         (None, 550, "550 Rejected", "policy", False, False),
         (
+            "5.1.2",
+            None,
+            "Sorry, I couldn't find any host named example.invalid. (#5.1.2)",
+            "host_unknown",
+            True,
+            False,
+        ),
+        (None, 550, "550 No MX or A records for example.invalid", "no_mail", True, False),
+        (
+            "5.2.2",
+            None,
+            "The users mailfolder is over the allowed quota (size). (#5.2.2)",
+            "mailbox_full",
+            False,
+            False,
+        ),
+        (
             "5.1.10",
             550,
             "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient max@example.org "

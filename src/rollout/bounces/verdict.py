@@ -141,12 +141,18 @@ _TEXTS: list[tuple[str, re.Pattern[str]]] = [
             r"\bnxdomain\b",
             r"bad destination system",
             r"mx records point to non-existent",
+            r"could ?n[o']t find any host",
         ),
     ),
     ("moved", _words(r"has moved", r"no longer (at|with|available|valid)", r"moved (away|to)")),
     (
         "no_mail",
-        _words(r"does not accept (any )?mail", r"null mx", r"accepts no mail", r"no mx record"),
+        _words(
+            r"does not accept (any )?mail",
+            r"null mx",
+            r"accepts no mail",
+            r"no mx (or a )?records?",
+        ),
     ),
     (
         "suspended",
