@@ -74,7 +74,6 @@ def is_autoreply(msg: Message) -> bool:
         auto.startswith("auto-replied")
         or msg.get("X-Autoreply")
         or msg.get("X-Autorespond")
-        or (msg.get("X-Auto-Response-Suppress") and _AUTO_SUBJECT.search(header(msg, "Subject")))
         or header(msg, "Precedence").lower() == "auto_reply"
         or _AUTO_SUBJECT.search(header(msg, "Subject"))
     )
