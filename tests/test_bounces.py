@@ -445,3 +445,17 @@ def test_clearing_sender_problems_from_the_command(
     typo = str(tmp_path / "stat")
     assert main(["bounces", "--clear-sender-problems", "--state-dir", typo]) == 2
     assert not (tmp_path / "stat").exists()
+
+
+def test_an_undated_bounce_is_dated_by_its_file(
+    store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = hard_bounce("max@example.org", msgid("congstar", "1"))
+    del dsn["Date"]
+    path = write_eml(tmp_path, "undated.eml", dsn)
+    os.utime(path, (BOUNCED_AT.timestamp(), BOUNCED_AT.timestamp()))  # arrived 09:00
+    monkeypatch.setattr(state, "now", lambda: "2022-05-11T08:00:00+00:00")
+    send(store, "congstar", "1", "max@example.org")  # re-sent the next day, accepted
+    report = run(store, path)
+    assert counts(report) == {"stale": 1}
+    assert delivery(store, "congstar", "1").status == "sent"

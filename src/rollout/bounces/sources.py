@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import mailbox
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def _read_path(path: Path) -> Iterator[Notice]:
         elif _is_mbox(path):
             yield from _read_mbox(path)
         else:
-            yield from read_message(str(path), path.read_bytes())
+            yield from _dated(read_message(str(path), path.read_bytes()), _mtime(path))
     except OSError as error:  # unreadable: permissions, vanished meanwhile
         yield Unparsed(str(path), f"cannot read ({error.strerror or type(error).__name__})")
 
@@ -67,16 +68,34 @@ def _read_maildir(path: Path) -> Iterator[Notice]:
             data = box.get_bytes(key)
         except KeyError:  # moved away meanwhile by a mail client
             continue
-        yield from read_message(f"{path}#{key}", data)
+        yield from _dated(read_message(f"{path}#{key}", data), _arrival(box, key))
 
 
 def _read_mbox(path: Path) -> Iterator[Notice]:
     box = mailbox.mbox(path, create=False)
     try:
         for number, key in enumerate(box.iterkeys(), start=1):
-            yield from read_message(f"{path}#{number}", box.get_bytes(key))
+            notices = read_message(f"{path}#{number}", box.get_bytes(key))
+            yield from _dated(notices, _mtime(path))
     finally:
         box.close()
+
+
+def _dated(notices: Iterable[Notice], arrived: Callable[[], float]) -> Iterator[Notice]:
+    """A bounce without Date or Received stamps is dated by its arrival (Maildir) or its file:
+    it is no younger than either, so the staleness check stays on the safe side."""
+    for notice in notices:
+        if isinstance(notice, Bounce) and notice.date is None:
+            notice = replace(notice, date=datetime.fromtimestamp(arrived(), UTC))
+        yield notice
+
+
+def _mtime(path: Path) -> Callable[[], float]:
+    return lambda: path.stat().st_mtime
+
+
+def _arrival(box: mailbox.Maildir, key: str) -> Callable[[], float]:
+    return lambda: box.get_message(key).get_date()
 
 
 def _read_list(path: Path) -> Iterator[Notice]:
