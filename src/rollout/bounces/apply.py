@@ -24,8 +24,8 @@ Nothing changes either, and it is counted as such, when the notice is
   same files changes nothing, soft never downgrades hard, and hard upgrades soft;
 - stale: dated before the latest attempt of a delivery that is 'sent' or 'sending' (allowing
   `CLOCK_SKEW`). Staleness is judged by time, not by address: after a re-send, an old bounce
-  must not queue the customer again. A DSN is dated by its Date (else its newest Received); a
-  list by its file's modification time.
+  must not queue the customer again. A bounce is dated by its Date, else its newest Received,
+  else its arrival in the Maildir or its file's modification time; a list by its file's.
 
 The matching needs no lock: each change is one short transaction of its own, and a send in
 flight ('sending') is newer than any notice about an earlier attempt.
