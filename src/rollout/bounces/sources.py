@@ -83,7 +83,7 @@ def _read_mbox(path: Path) -> Iterator[Notice]:
 
 def _dated(notices: Iterable[Notice], arrived: Callable[[], float]) -> Iterator[Notice]:
     """A bounce without Date or Received stamps is dated by its arrival (Maildir) or its file:
-    it is no younger than either, so the staleness check stays on the safe side."""
+    neither is earlier than the bounce, so a notice is called stale only when it surely is."""
     for notice in notices:
         if isinstance(notice, Bounce) and notice.date is None:
             notice = replace(notice, date=datetime.fromtimestamp(arrived(), UTC))
