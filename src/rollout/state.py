@@ -65,7 +65,7 @@ CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (lower(address));
 
 -- What bounces said of a customer beyond one delivery's fate: 'complaint' (an ARF report:
 -- never mailed again) and 'sender_problem' (a soft failure caused by our side: a blocker
--- in status while that delivery is still failed, or until `bounces --clear-sender-problems`).
+-- in status until a later attempt, or until `bounces --clear-sender-problems`).
 CREATE TABLE IF NOT EXISTS bounce_marks (
     brand       TEXT NOT NULL,
     customer_id TEXT NOT NULL,
@@ -475,14 +475,15 @@ class StateStore:
 
     def mark_counts(self, brand: str, campaign: str) -> dict[str, dict[str, int]]:
         """{'complaint': {reason: n}, 'sender_problem': {reason: n}}; a sender problem counts
-        only while its delivery is still failed (a later send that went through clears it)."""
+        only while its delivery still holds the failure that raised it (any later attempt,
+        or a later bounce, ends it)."""
         rows = self.db.execute(
             """
             SELECT m.mark, m.reason, count(*) FROM bounce_marks m
             LEFT JOIN deliveries d ON d.brand = m.brand AND d.campaign = m.campaign
                                    AND d.customer_id = m.customer_id
             WHERE m.brand = ? AND m.campaign = ?
-              AND (m.mark = 'complaint' OR d.status = 'failed')
+              AND (m.mark = 'complaint' OR (d.status = 'failed' AND m.since >= d.updated_at))
             GROUP BY 1, 2
             """,
             (brand, campaign),

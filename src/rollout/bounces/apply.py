@@ -12,8 +12,8 @@ What a matched notice does:
 - hard: the delivery becomes 'bounced', permanent: `rollout resend` skips it until the
   customer's address changes; `rollout unreachable` lists the customer.
 - soft: the delivery becomes 'failed' for retry (`rollout resend`). With `sender_problem`, the
-  customer is also marked so: `status` shows it as a blocker until a later send to them goes
-  through, or `rollout bounces --clear-sender-problems` says it was fixed.
+  customer is also marked so: `status` shows it as a blocker until they are mailed again, or
+  `rollout bounces --clear-sender-problems` says it was fixed.
 - complaint: the customer is never mailed again (not by notify, not by resend).
 - delayed, autoreply, delivered: counted, nothing changes.
 
