@@ -1,4 +1,7 @@
-"""Bounces as a Prefect flow: DSNs and bounce lists into the state DB (see rollout.bounces)."""
+"""Bounces as a Prefect flow: DSNs and bounce lists into the state DB (see rollout.bounces).
+
+The flow's result carries counts and file names only: no addresses, no customers.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ from rollout.state import StateStore
 @flow(name="legi-pin-bounces", persist_result=False)
 def bounces_flow(
     paths: list[str], state_dir: str = ".rollout", brands: list[str] | None = None
-) -> str:
-    """Mark the customers the notices name as bounced or for resend; returns the summary."""
+) -> tuple[list[str], int]:
+    """Mark the customers the notices name; returns the summary's lines and how many notices
+    stayed unparsed (every one is listed by name)."""
     db = Path(state_dir) / "state.sqlite3"
     if not db.is_file():  # a mistyped --state-dir must not create an empty DB and match nothing
-        return f"bounces: no state database at {db}; nothing was read or changed"
+        return [f"bounces: no state database at {db}; nothing was read or changed"], 0
     # load_brands checks the names (a typo is an error, not a silent "unmatched" for everyone).
     chosen = {b.slug for b in load_brands(brands)} if brands else None
     with StateStore.in_dir(Path(state_dir)) as store:
         report = apply_bounces(store, iter_bounces(Path(p) for p in paths), chosen)
-    return "\n".join(report.lines())
+    return report.lines(), report.unparsed

@@ -1,7 +1,8 @@
 """`rollout`: the one command that starts the flows and prints what they did.
 
-Exit codes: 0 all done; 1 someone is left failed or with an unknown outcome; 2 the run could
-not start or stopped on bad input or settings (the message says which file or setting).
+Exit codes: 0 all done; 1 someone is left failed or with an unknown outcome (`bounces`: some
+messages stay unparsed); 2 the run could not start or stopped on bad input or settings (the
+message says which file or setting).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ examples:
   ROLLOUT_TRANSPORT=smtp+starttls://mail.example.com:587 rollout notify --rate 50
   rollout resend --brand congstar --exports newer-exports/
   rollout bounces /var/mail/bounces/ bounced.csv
+  rollout bounces --dry-run --json /var/mail/bounces/   what each bounce means, change nothing
   rollout status --json
   rollout plan --today 2022-05-02 --rate 50     will everyone be mailed before the mandatory date?
 """
@@ -319,9 +321,71 @@ def cmd_unlock(a: argparse.Namespace) -> int:
 
 
 def cmd_bounces(a: argparse.Namespace) -> int:
+    """Exit 0 when every message was read, 1 when some stay unparsed (listed by name; they
+    need a human), 2 when a path is missing or the state dir has no state DB."""
+    from rollout.bounces import MissingPath, check_paths
+
+    if a.clear_sender_problems and not a.paths:
+        return _clear_sender_problems(a)
+    problem = (
+        "give at least one PATH"
+        if not a.paths
+        else "--json goes with --dry-run (a recording run prints its summary)"
+        if a.json and not a.dry_run
+        else ""
+    )
+    if problem:
+        print(f"rollout: error: bounces: {problem}", file=sys.stderr)
+        return 2
+    try:
+        check_paths(a.paths)
+    except MissingPath as error:
+        print(f"rollout: error: {error}", file=sys.stderr)
+        return 2
+    if a.dry_run:
+        return _bounces_dry_run(a)
     from flows.bounces import bounces_flow
 
-    print(bounces_flow([str(p) for p in a.paths], str(a.state_dir), a.brands))
+    lines, unparsed = bounces_flow([str(p) for p in a.paths], str(a.state_dir), a.brands)
+    print("\n".join(lines))
+    return 1 if unparsed else 0
+
+
+def _bounces_dry_run(a: argparse.Namespace) -> int:
+    """Classify and match without changing anything and without Prefect (the core, directly)."""
+    from rollout.bounces import BounceReport, iter_bounces, judge_notices
+    from rollout.brands import load_brands
+    from rollout.state import StateStore
+
+    chosen = {b.slug for b in load_brands(a.brands)} if a.brands else None
+    store = StateStore.existing(a.state_dir)  # read-only; None: classify only
+    if store is None:
+        print(f"rollout: no state DB in {a.state_dir}: classifying only", file=sys.stderr)
+    report = BounceReport()
+    try:
+        for result in judge_notices(store, iter_bounces(a.paths), chosen, dry_run=True):
+            report.add(result)
+            if a.json:
+                print(json.dumps(result.record(), ensure_ascii=False))
+    finally:
+        if store is not None:
+            store.close()
+    if not a.json:
+        print("\n".join(["dry run: nothing was changed", *report.lines()]))
+    return 1 if report.unparsed else 0
+
+
+def _clear_sender_problems(a: argparse.Namespace) -> int:
+    from flows.summary import NothingRunYet
+    from rollout.brands import load_brands
+    from rollout.state import StateStore
+
+    if not (a.state_dir / "state.sqlite3").is_file():  # a mistyped --state-dir creates nothing
+        raise NothingRunYet(f"no state DB in {a.state_dir}: nothing has run there yet")
+    with StateStore.in_dir(a.state_dir) as store:
+        for b in load_brands(a.brands):
+            cleared = store.clear_marks(b.slug, "sender_problem")
+            print(f"{b.slug}: {cleared} sender problems cleared")
     return 0
 
 
@@ -410,9 +474,26 @@ def _unreachable_opts(p: argparse.ArgumentParser) -> None:
 def _bounce_paths(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "paths",
-        nargs="+",
+        nargs="*",
         type=Path,
         help="Maildir folders, mbox files, .eml files, or CSV files (address,code,reason)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="classify and match only: change nothing, start no Prefect",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="with --dry-run: one JSON object per line and recipient notice (file, recipient, "
+        "kind, status, reason, message_id, match)",
+    )
+    p.add_argument(
+        "--clear-sender-problems",
+        action="store_true",
+        help="the cause on our side (blocklisting, SPF/DKIM/DMARC, ...) is fixed: drop the "
+        "sender-problem blockers of the chosen brands (default: all); give no PATH",
     )
 
 

@@ -172,3 +172,31 @@ def write_eml(folder: Path, name: str, msg: Message) -> Path:
     path = folder / name
     path.write_bytes(msg.as_bytes())
     return path
+
+
+def blocked_bounce(recipient: str, message_id: str | None, date: datetime = BOUNCED_AT) -> Message:
+    """Our sending IP on a blocklist: the address is fine, our side must act."""
+    words = (
+        f"554 5.7.1 Service unavailable; Client host [192.0.2.25] blocked using "
+        f"zen.spamhaus.org; <{recipient}>"
+    )
+    return dsn(recipient, message_id, action="failed", status="5.7.1", diagnostic=words, date=date)
+
+
+def complaint(recipient: str, message_id: str, date: datetime = BOUNCED_AT) -> Message:
+    """An ARF feedback report (RFC 5965): the recipient pressed "this is spam"."""
+    report = MIMEMultipart("report", report_type="feedback-report")
+    report["From"] = "feedback-loop@fbl.example.org"
+    report["To"] = f"abuse@{MTA}"
+    report["Subject"] = "FW: Deine Legitimations-PIN"
+    report["Date"] = format_datetime(date)
+    report.attach(MIMEText("This is an email abuse report for an email message.\n", "plain"))
+    fields = MIMEBase("message", "feedback-report")
+    fields.set_payload(
+        "Feedback-Type: abuse\nUser-Agent: SomeGenerator/1.0\nVersion: 1\n"
+        f"Original-Mail-From: <{SENDER}>\nOriginal-Rcpt-To: <{recipient}>\n"
+        "Source-IP: 192.0.2.25\n"
+    )
+    report.attach(fields)
+    report.attach(MIMEMessage(original_message(recipient, message_id)))
+    return report

@@ -136,7 +136,7 @@ def test_cleaned_encoded_word_name_cannot_add_a_bcc_header() -> None:
     [
         (
             "550 5.1.1 <felix.muster@example.org>: Recipient address rejected: User unknown",
-            "550 5.1.1 <<address>>: Recipient address rejected: User unknown",
+            "550 5.1.1 <address>: Recipient address rejected: User unknown",
         ),
         ("452 4.2.2 mailbox of jürgen@bücher.de is full", "452 4.2.2 mailbox of <address> is full"),
         ("554 5.7.1 Message rejected as spam", "554 5.7.1 Message rejected as spam"),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 from dsn_fixtures import (
     BOUNCED_AT,
     Original,
+    complaint,
     delayed_notice,
     hard_bounce,
     hard_bounce_with_original,
@@ -26,6 +30,7 @@ from rollout.bounces import (
     BounceReport,
     Kind,
     Outcome,
+    Result,
     apply_bounces,
     iter_bounces,
     read_message,
@@ -76,7 +81,7 @@ def run(store: StateStore, *paths: Path, brands: set[str] | None = None) -> Boun
 
 def counts(report: BounceReport) -> dict[str, int]:
     """The non-zero counts, so each test states only what it expects."""
-    return {k: v for k, v in vars(report).items() if k != "examples" and v}
+    return {k: v for k, v in vars(report).items() if k not in ("examples", "kinds") and v}
 
 
 # --- matching -------------------------------------------------------------------------------
@@ -96,8 +101,9 @@ def test_a_hard_bounce_matches_by_message_id(
     assert counts(report) == {"hard": 1}
     d = delivery(store, "congstar", "1")
     assert (d.status, d.permanent, d.code) == ("bounced", True, 550)
-    assert d.reason.startswith("bounce 5.1.1: 550 5.1.1 <")
+    assert d.reason.startswith("bounce user_unknown 5.1.1: 550 5.1.1 <address>: Recipient")
     assert "User unknown in virtual mailbox table" in d.reason  # unfolded
+    assert "@" not in d.reason  # no customer address in what status and reports show
 
 
 def test_without_original_headers_the_address_matches(store: StateStore, tmp_path: Path) -> None:
@@ -108,16 +114,18 @@ def test_without_original_headers_the_address_matches(store: StateStore, tmp_pat
     assert delivery(store, "congstar", "2").status == "bounced"
 
 
-def test_unknown_recipients_and_other_mail_are_reported_by_file(
+def test_unknown_recipients_auto_replies_and_other_mail_are_reported_by_file(
     store: StateStore, tmp_path: Path
 ) -> None:
     stranger = write_eml(tmp_path, "stranger.eml", hard_bounce("nobody@example.org", "<a@b>"))
     holiday = write_eml(tmp_path, "holiday.eml", not_a_dsn())
-    report = run(store, stranger, holiday, tmp_path / "missing")
-    assert counts(report) == {"unmatched": 1, "unparsed": 2}
+    newsletter = tmp_path / "newsletter.eml"
+    newsletter.write_bytes(b"From: shop@example.com\nSubject: Angebote\n\nNur heute!\n")
+    report = run(store, stranger, holiday, newsletter, tmp_path / "missing")
+    assert counts(report) == {"unmatched": 1, "autoreply": 1, "unparsed": 2}
     assert report.examples["unmatched"] == [str(stranger)]
     assert report.examples["unparsed"] == [
-        f"{holiday} (not a delivery status notification)",
+        f"{newsletter} (not a bounce)",
         f"{tmp_path / 'missing'} (no such file or directory)",
     ]
     assert {d.status for d in store.deliveries("congstar", CAMPAIGN)} == {"sent"}
@@ -181,11 +189,23 @@ def test_reading_the_same_files_again_changes_nothing(store: StateStore, tmp_pat
     assert store.deliveries("congstar", CAMPAIGN) == before
 
 
+def test_a_message_id_match_stands_when_the_bounce_names_another_recipient(
+    store: StateStore, tmp_path: Path
+) -> None:
+    """Forwards, aliases and lists bounce with the address they forwarded to: the Message-ID
+    still says whose e-mail it was."""
+    forwarded = hard_bounce("max.mustermann@forward.example.net", msgid("congstar", "1"))
+    report = run(store, write_eml(tmp_path, "fwd.eml", forwarded))
+    assert counts(report) == {"hard": 1}
+    d = delivery(store, "congstar", "1")
+    assert (d.status, d.address) == ("bounced", "max@example.org")
+
+
 def test_an_old_bounce_does_not_undo_a_later_send(
     store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Re-read after a successful re-send, an old soft bounce must not queue the customer again;
-    nor may a bounce from before an address change mark the new address."""
+    """Re-read after a successful re-send (also one to a new address), an old bounce must not
+    queue the customer again: staleness is by time, not by address."""
     full = write_eml(tmp_path, "full.eml", soft_bounce("max@example.org", msgid("congstar", "1")))
     gone = write_eml(tmp_path, "gone.eml", hard_bounce("erika@example.org", msgid("congstar", "2")))
     listed = tmp_path / "list.csv"
@@ -201,7 +221,7 @@ def test_an_old_bounce_does_not_undo_a_later_send(
     assert counts(report) == {"stale": 3}
     assert report.examples["stale"] == [
         f"{full} (congstar 1: dated 2022-05-10 09:00 UTC, before the latest send)",
-        f"{gone} (congstar 2: the delivery has gone to another address since)",
+        f"{gone} (congstar 2: dated 2022-05-10 09:00 UTC, before the latest send)",
         f"{listed}:2 (congstar 1: dated 2022-05-10 09:00 UTC, before the latest send)",
     ]
     assert [d.status for d in store.deliveries("congstar", CAMPAIGN)][:2] == ["sent", "sent"]
@@ -225,17 +245,17 @@ def test_bounce_lists_with_either_delimiter(store: StateStore, tmp_path: Path) -
         "\ufeffAddress;Code;Reason\nfamily@example.org;5.7.1;abgelehnt\n".encode()
     )
     report = run(store, commas, semicolons, brands={"jamobil"})
-    # congstar's max and erika are outside the brand filter here
-    assert counts(report) == {"hard": 1, "unmatched": 3, "unparsed": 1}
+    # congstar's max and erika are outside the brand filter here; 5.7.1 is a policy refusal
+    assert counts(report) == {"soft": 1, "unmatched": 3, "unparsed": 1}
     assert report.examples["unparsed"] == [
         f"{commas}:5 (code 'whatever' is neither 4xx/4.x.x nor 5xx/5.x.x)"
     ]
-    assert delivery(store, "jamobil", "7").reason == "bounce 5.7.1: abgelehnt"
+    assert delivery(store, "jamobil", "7").reason == "bounce policy 5.7.1: abgelehnt"
     report = run(store, commas)
     assert counts(report) == {"hard": 1, "soft": 1, "unmatched": 1, "unparsed": 1}
     assert (delivery(store, "congstar", "1").code, delivery(store, "congstar", "2").reason) == (
         550,
-        "bounce 4.2.2: mailbox full, try later",
+        "bounce mailbox_full 4.2.2: mailbox full, try later",
     )
 
 
@@ -254,12 +274,13 @@ def test_maildir_mbox_and_folders_of_files(tmp_path: Path) -> None:
     found = list(iter_bounces([tmp_path / "in"]))
     kinds = sorted((n.kind.value, n.message_id) for n in found if isinstance(n, Bounce))
     assert kinds == [
+        ("autoreply", None),
         ("delayed", "<m2@x>"),
         ("hard", "<m1@x>"),
         ("hard", "<m4@x>"),
         ("soft", "<m3@x>"),
     ]
-    assert [n.source for n in found if not isinstance(n, Bounce)] == [f"{tmp_path}/in/bounces#2"]
+    assert [n.source for n in found if n.kind is Kind.AUTOREPLY] == [f"{tmp_path}/in/bounces#2"]
     assert {n.source.split("#")[0] for n in found} == {
         f"{tmp_path}/in/Maildir",
         f"{tmp_path}/in/bounces",
@@ -284,7 +305,8 @@ def test_global_dsn_with_two_recipients() -> None:
     )
     (hard, relayed) = list(read_message("g.eml", raw))
     assert isinstance(hard, Bounce) and isinstance(relayed, Bounce)
-    assert (hard.kind, hard.addresses, hard.code) == (Kind.HARD, ("jürgen@example.org",), 550)
+    # 5.2.1 "disabled": the mailbox exists but takes nothing now, so soft (resend tries again)
+    assert (hard.kind, hard.addresses, hard.code) == (Kind.SOFT, ("jürgen@example.org",), 550)
     assert hard.message_id == relayed.message_id == "<congstar-1@mail.example.com>"
     assert relayed.kind is Kind.DELIVERED
 
@@ -292,11 +314,12 @@ def test_global_dsn_with_two_recipients() -> None:
 def test_the_report_reads_well() -> None:
     report = BounceReport()
     for n in range(7):
-        report.add(Outcome.HARD if n == 0 else Outcome.UNMATCHED, f"file{n}")
+        notice = Bounce(f"file{n}", Kind.HARD, None, (), 550, "5.1.1", "bounce", None)
+        report.add(Result(notice, Outcome.HARD if n == 0 else Outcome.UNMATCHED))
     lines = report.lines()
     assert lines[0] == "bounces: 7 notices read"
-    assert "  marked bounced (hard, not re-sent to this address): 1" in lines
-    assert lines[-1].strip() == "unparsed (not a DSN, or a bad list row): 0"
+    assert "  marked bounced (hard: dead address, not re-sent to it): 1" in lines
+    assert lines[-1].strip() == "unparsed (not readable as a bounce), every one: 0"
     assert "      … and 1 more" in lines
 
 
@@ -309,14 +332,130 @@ def test_the_flow_records_bounces_and_returns_the_summary(
     from flows.bounces import bounces_flow
 
     path = write_eml(tmp_path, "1.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
-    text = bounces_flow([str(path)], str(tmp_path / "state"))
-    assert "  marked bounced (hard, not re-sent to this address): 1" in text.splitlines()
+    lines, unparsed = bounces_flow([str(path)], str(tmp_path / "state"))
+    assert "  marked bounced (hard: dead address, not re-sent to it): 1" in lines
+    assert unparsed == 0
     assert delivery(store, "congstar", "1").status == "bounced"
 
 
 def test_a_mistyped_state_dir_creates_nothing(tmp_path: Path) -> None:
     from flows.bounces import bounces_flow
 
-    text = bounces_flow.fn([str(tmp_path)], str(tmp_path / "stat"))  # the function, no engine
-    assert text.startswith(f"bounces: no state database at {tmp_path}/stat/state.sqlite3;")
+    lines, _ = bounces_flow.fn([str(tmp_path)], str(tmp_path / "stat"))  # no engine
+    assert lines[0].startswith(f"bounces: no state database at {tmp_path}/stat/state.sqlite3;")
     assert not (tmp_path / "stat").exists()
+
+
+# --- the command: dry run, JSON, exit codes ----------------------------------------------------
+
+
+def test_dry_run_json_classifies_and_matches_without_changes_or_prefect(
+    store: StateStore, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    write_eml(inbox, "1-gone.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    fwd = hard_bounce("erika@forward.example.net", msgid("congstar", "2"))
+    write_eml(inbox, "2-forwarded.eml", fwd)
+    write_eml(inbox, "3-late.eml", delayed_notice("max@example.org", msgid("congstar", "1")))
+    write_eml(inbox, "4-holiday.eml", not_a_dsn())
+    write_eml(inbox, "5-spam.eml", complaint("family@example.org", msgid("jamobil", "7")))
+    (inbox / "6-junk.eml").write_bytes(b"Subject: hello\n\nnothing to see\n")
+    before = {b: store.deliveries(b, CAMPAIGN) for b in ("congstar", "jamobil")}
+    code = (
+        "import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
+        "assert 'prefect' not in sys.modules, 'Prefect was imported'; sys.exit(rc)"
+    )
+    args = ["bounces", str(inbox), "--dry-run", "--json", "--state-dir", str(tmp_path / "state")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr  # one message stays unparsed: someone must look
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(
+        set(r) >= {"file", "recipient", "kind", "status", "reason", "message_id", "match"}
+        for r in records
+    )
+    short = [
+        (Path(r["file"]).name, r["recipient"], r["kind"], (r["match"] or {}).get("outcome"))
+        for r in records
+    ]
+    assert short == [
+        ("1-gone.eml", "max@example.org", "hard", "hard"),
+        ("2-forwarded.eml", "erika@forward.example.net", "hard", "hard"),
+        ("3-late.eml", "max@example.org", "delayed", "delayed"),
+        ("4-holiday.eml", "max@example.org", "autoreply", "autoreply"),
+        ("5-spam.eml", "family@example.org", "complaint", "complaint"),
+        ("6-junk.eml", None, "unparsed", None),
+    ]
+    assert records[1]["match"] == {
+        "outcome": "hard",
+        "brand": "congstar",
+        "customer_id": "2",
+        "by": "message_id",
+    }
+    assert records[0]["status"] == "5.1.1" and records[0]["message_id"] == msgid("congstar", "1")
+    assert {b: store.deliveries(b, CAMPAIGN) for b in before} == before  # nothing changed
+    assert not store.has_mark("jamobil", "7", "complaint")
+
+
+def test_a_missing_path_is_exit_2_and_reads_nothing(
+    store: StateStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    good = write_eml(tmp_path, "1.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    args = ["bounces", str(good), str(tmp_path / "typo"), "--state-dir", str(tmp_path / "state")]
+    assert main(args) == 2
+    assert (
+        capsys.readouterr().err == f"rollout: error: no such file or directory: {tmp_path}/typo\n"
+    )
+    assert main([*args[:2], "--json", "--state-dir", str(tmp_path / "state")]) == 2  # no dry run
+    assert "--json goes with --dry-run" in capsys.readouterr().err
+    assert delivery(store, "congstar", "1").status == "sent"
+
+
+def test_without_dry_run_every_unparsed_file_is_listed_and_the_exit_is_1(
+    prefect_api: str, store: StateStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    inbox = tmp_path / "inbox"
+    write_eml(inbox, "gone.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
+    for n in range(7):  # more than a report's usual examples
+        (inbox / f"junk-{n}.eml").write_bytes(b"Subject: hi\n\nno bounce\n")
+    assert main(["bounces", str(inbox), "--state-dir", str(tmp_path / "state")]) == 1
+    out = capsys.readouterr().out
+    assert all(f"{inbox}/junk-{n}.eml (not a bounce)" in out for n in range(7))
+    assert delivery(store, "congstar", "1").status == "bounced"
+
+
+def test_clearing_sender_problems_from_the_command(
+    store: StateStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    store.add_mark("congstar", CAMPAIGN, "1", "sender_problem", "auth 5.7.26")
+    state_dir = str(tmp_path / "state")
+    assert main(["bounces", "--clear-sender-problems", "--state-dir", state_dir]) == 0
+    assert "congstar: 1 sender problems cleared" in capsys.readouterr().out
+    assert not store.has_mark("congstar", "1", "sender_problem")
+    typo = str(tmp_path / "stat")
+    assert main(["bounces", "--clear-sender-problems", "--state-dir", typo]) == 2
+    assert not (tmp_path / "stat").exists()
+
+
+def test_an_undated_bounce_is_dated_by_its_file(
+    store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = hard_bounce("max@example.org", msgid("congstar", "1"))
+    del dsn["Date"]
+    path = write_eml(tmp_path, "undated.eml", dsn)
+    os.utime(path, (BOUNCED_AT.timestamp(), BOUNCED_AT.timestamp()))  # arrived 09:00
+    monkeypatch.setattr(state, "now", lambda: "2022-05-11T08:00:00+00:00")
+    send(store, "congstar", "1", "max@example.org")  # re-sent the next day, accepted
+    report = run(store, path)
+    assert counts(report) == {"stale": 1}
+    assert delivery(store, "congstar", "1").status == "sent"

@@ -131,7 +131,7 @@ def _clean_char(c: str) -> str:
     return "" if category in _DROPPED else c
 
 
-_ANY_ADDRESS = re.compile(r"[^\s<>(),;:\"'\[\]]+@[^\s<>(),;:\"'\[\]]+")
+_ANY_ADDRESS = re.compile(r"<?[^\s<>(),;:\"'\[\]]+@[^\s<>(),;:\"'\[\]]+>?")
 
 
 def redact_addresses(text: str) -> str:

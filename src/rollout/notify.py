@@ -59,6 +59,7 @@ class NotifySummary:
     unknown_found: int = 0  # left 'sending' by an earlier run that died
     unusable_address: int = 0  # found unusable while composing: now unreachable
     skipped_permanent: list[str] = field(default_factory=list)
+    skipped_complaint: int = 0  # complained (ARF): never mailed again
     blocked: str | None = None
     stopped_by: int | None = None  # the signal that stopped sending early, if one did
 
@@ -160,7 +161,8 @@ async def resend_brand(
     """Mail again those who did not get it: failed, bounced and (if asked) unknown.
 
     The customer's current address is used (a newer export may have changed it); a permanent
-    failure at an address that is still the same is not tried again but listed.
+    failure at an address that is still the same is not tried again but listed. Whoever
+    complained (an ARF report) is never mailed again.
     """
     summary = NotifySummary(brand.slug, campaign_id(brand))
     composer = Composer(brand, summary.campaign)
@@ -168,6 +170,9 @@ async def resend_brand(
     summary.unknown_found = store.mark_interrupted(brand.slug, summary.campaign)
     retry: list[Recipient] = []
     for d in store.deliveries(brand.slug, summary.campaign, resend_statuses(include_unknown)):
+        if store.has_mark(brand.slug, d.customer_id, "complaint"):
+            summary.skipped_complaint += 1  # they said "spam": never mailed again
+            continue
         recipient = _current_recipient(store, brand, d)
         if recipient is None or (d.permanent and recipient.email == d.address):
             summary.skipped_permanent.append(d.customer_id)

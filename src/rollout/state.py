@@ -60,6 +60,20 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_message_id ON deliveries (message_id);
 CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (lower(address));
+
+-- What bounces said of a customer beyond one delivery's fate: 'complaint' (an ARF report:
+-- never mailed again) and 'sender_problem' (a soft failure caused by our side: a blocker
+-- in status until a later attempt, or until `bounces --clear-sender-problems`).
+CREATE TABLE IF NOT EXISTS bounce_marks (
+    brand       TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    mark        TEXT NOT NULL CHECK (mark IN ('complaint', 'sender_problem')),
+    campaign    TEXT NOT NULL,
+    reason      TEXT NOT NULL,  -- no addresses: a category, status and redacted words
+    since       TEXT NOT NULL,
+    PRIMARY KEY (brand, customer_id, mark)
+) WITHOUT ROWID;
+
 """
 
 
@@ -129,6 +143,7 @@ class StateStore:
         self.path = path
         if read_only:  # for previews and reports: must not create or change anything
             self.db = _open_read_only(path)
+            self._stand_in_for_newer_tables()
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -150,6 +165,17 @@ class StateStore:
             present = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
             if column not in present:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+    def _stand_in_for_newer_tables(self) -> None:
+        """A DB written by an older version lacks bounce_marks: an empty temporary one (in
+        memory, not in the file) stands in, so read-only views work before the next run."""
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bounce_marks'"
+        ).fetchone()
+        if found is None:
+            start = SCHEMA.index("CREATE TABLE IF NOT EXISTS bounce_marks")
+            table = SCHEMA[start : SCHEMA.index(";", start)]
+            self.db.execute(table.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
 
     @classmethod
     def in_dir(cls, state_dir: Path, read_only: bool = False) -> StateStore:
@@ -329,6 +355,8 @@ class StateStore:
             WHERE c.brand = ? AND c.email_problem IS NULL AND c.customer_id > ?
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.brand = c.brand
                               AND d.campaign = ? AND d.customer_id = c.customer_id)
+              AND NOT EXISTS (SELECT 1 FROM bounce_marks m WHERE m.brand = c.brand
+                              AND m.customer_id = c.customer_id AND m.mark = 'complaint')
             ORDER BY c.customer_id LIMIT ?
             """,
             (brand, after, campaign, limit),
@@ -437,6 +465,52 @@ class StateStore:
         status = "bounced" if hard else "failed"
         self.mark_finished(brand, campaign, customer_id, status, code, reason, permanent=hard)
 
+    # --- bounce marks: complaints and sender problems ----------------------------------------
+
+    def add_mark(self, brand: str, campaign: str, customer_id: str, mark: str, reason: str) -> None:
+        """Mark a customer (a complaint stays as first recorded; a sender problem is updated)."""
+        verb = "INSERT OR IGNORE" if mark == "complaint" else "INSERT OR REPLACE"
+        self.db.execute(
+            f"{verb} INTO bounce_marks VALUES (?, ?, ?, ?, ?, ?)",
+            (brand, customer_id, mark, campaign, reason, now()),
+        )
+
+    def has_mark(self, brand: str, customer_id: str, mark: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM bounce_marks WHERE brand = ? AND customer_id = ? AND mark = ?",
+            (brand, customer_id, mark),
+        ).fetchone()
+        return row is not None
+
+    def clear_marks(self, brand: str, mark: str, customer_id: str | None = None) -> int:
+        """Remove a brand's marks of one kind (of one customer, if given); how many went."""
+        query = "DELETE FROM bounce_marks WHERE brand = ? AND mark = ?"
+        args: list[object] = [brand, mark]
+        if customer_id is not None:
+            query += " AND customer_id = ?"
+            args.append(customer_id)
+        return self.db.execute(query, args).rowcount
+
+    def mark_counts(self, brand: str, campaign: str) -> dict[str, dict[str, int]]:
+        """{'complaint': {reason: n}, 'sender_problem': {reason: n}}; a sender problem counts
+        only while its delivery still holds the failure that raised it (any later attempt,
+        or a later bounce, ends it)."""
+        rows = self.db.execute(
+            """
+            SELECT m.mark, m.reason, count(*) FROM bounce_marks m
+            LEFT JOIN deliveries d ON d.brand = m.brand AND d.campaign = m.campaign
+                                   AND d.customer_id = m.customer_id
+            WHERE m.brand = ? AND m.campaign = ?
+              AND (m.mark = 'complaint' OR (d.status = 'failed' AND m.since >= d.updated_at))
+            GROUP BY 1, 2
+            """,
+            (brand, campaign),
+        )
+        counts: dict[str, dict[str, int]] = {"complaint": {}, "sender_problem": {}}
+        for mark, reason, count in rows:
+            counts[mark][reason] = count
+        return counts
+
     def deliveries(
         self, brand: str, campaign: str, statuses: Sequence[str] | None = None
     ) -> list[Delivery]:
@@ -490,6 +564,8 @@ class StateStore:
             WHERE c.brand = ? AND c.email_problem IS NULL
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.brand = c.brand
                               AND d.campaign = ? AND d.customer_id = c.customer_id)
+              AND NOT EXISTS (SELECT 1 FROM bounce_marks m WHERE m.brand = c.brand
+                              AND m.customer_id = c.customer_id AND m.mark = 'complaint')
             """,
             (brand, campaign),
         ).fetchone()
