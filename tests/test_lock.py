@@ -19,9 +19,9 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from rollout.lock import brand_lock
-with brand_lock(Path(sys.argv[1]), "congstar", "notify"):
+with brand_lock(Path(sys.argv[1]), sys.argv[2], "notify"):
     print("held", flush=True)
-    time.sleep(120)
+    time.sleep(300)
 """
 
 
@@ -39,10 +39,12 @@ needs_pid_namespaces = pytest.mark.skipif(
 
 
 @contextmanager
-def holder(state_dir: Path, prefix: Sequence[str] = ()) -> Iterator[subprocess.Popen[str]]:
-    """Another process that holds congstar's lock until it is killed."""
+def holder(
+    state_dir: Path, prefix: Sequence[str] = (), brand: str = "congstar"
+) -> Iterator[subprocess.Popen[str]]:
+    """Another process (as a `notify` would) that holds `brand`'s lock until it is killed."""
     child = subprocess.Popen(
-        [*prefix, sys.executable, "-c", HOLD, str(state_dir)],
+        [*prefix, sys.executable, "-c", HOLD, str(state_dir), brand],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -86,7 +88,7 @@ def test_runs_in_different_pid_namespaces_exclude_each_other(tmp_path: Path) -> 
     # (host, pid) would take the live lock over. The kernel's lock is not fooled.
     with holder(tmp_path, NEW_PID_NAMESPACE):
         second = subprocess.run(
-            [*NEW_PID_NAMESPACE, sys.executable, "-c", HOLD, str(tmp_path)],
+            [*NEW_PID_NAMESPACE, sys.executable, "-c", HOLD, str(tmp_path), "congstar"],
             capture_output=True,
             text=True,
             cwd=REPO,

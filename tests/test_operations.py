@@ -8,14 +8,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
-from test_lock import NEW_PID_NAMESPACE, _pid_namespaces_work
+from test_lock import NEW_PID_NAMESPACE, _pid_namespaces_work, holder
 
 PID_NAMESPACES = _pid_namespaces_work()
 
@@ -40,7 +39,7 @@ def test_the_lock_keeps_a_second_run_out_until_its_holder_is_gone(
     # The holder runs in a PID namespace of its own, the second run in another (as two
     # containers sharing the state volume would): it must still be kept out.
     prefix = NEW_PID_NAMESPACE if PID_NAMESPACES else []
-    with holder_of_jamobil(state, prefix) as child:
+    with holder(state, prefix, brand="jamobil") as child:
         second = rollout_cmd(*args, env=child_env, prefix=prefix)
         assert second.returncode == 2, second.stderr
         assert (
@@ -57,24 +56,6 @@ def test_the_lock_keeps_a_second_run_out_until_its_holder_is_gone(
     recovered = rollout_cmd(*args, env=child_env)  # the holder died: the OS freed its lock
     assert recovered.returncode == 0, recovered.stderr
     assert len(list((state / "outbox" / "new").iterdir())) > 300
-
-
-@contextmanager
-def holder_of_jamobil(state: Path, prefix: list[str]) -> Iterator[subprocess.Popen[str]]:
-    hold = (
-        "import sys, time\nfrom pathlib import Path\nfrom rollout.lock import brand_lock\n"
-        "with brand_lock(Path(sys.argv[1]), 'jamobil', 'notify'):\n"
-        "    print('held', flush=True)\n    time.sleep(300)\n"
-    )
-    child = subprocess.Popen(
-        [*prefix, sys.executable, "-c", hold, str(state)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline() == "held\n"
-        yield child
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_a_broken_export_is_one_clear_line_and_exit_2(
