@@ -9,7 +9,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_TASKS_DISABLE_CACHING ?= true
 
-.PHONY: demo test lint check lock clean
+.PHONY: demo test test-fast lint check lock clean
 
 ## demo: install, then run the main job (PINs + e-mails to a local Maildir) on data/samples/
 ## (the brands' mandatory dates are past, so the demo says --after-deadline; the peppers and
@@ -21,6 +21,10 @@ demo: $(VENV)/.installed
 ## test: install, then run the whole test suite
 test: $(VENV)/.installed
 	$(BIN)/pytest
+
+## test-fast: the tests that start no Prefect engine and no `rollout` process (a minute or so)
+test-fast: $(VENV)/.installed
+	$(BIN)/pytest -m "not slow"
 
 ## lint: ruff and mypy, as CI runs them
 lint: $(VENV)/.installed

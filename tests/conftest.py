@@ -65,3 +65,11 @@ def prefect_api() -> Iterator[str]:
 def child_env(prefect_api: str) -> dict[str, str]:
     """Environment for a `rollout` subprocess that talks to the session's Prefect server."""
     return {**os.environ, "PREFECT_API_URL": prefect_api}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whatever starts the Prefect engine or a `rollout` process is slow: `make test-fast`
+    leaves those out (`make test` runs everything)."""
+    for item in items:
+        if {"prefect_api", "child_env"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -243,6 +243,7 @@ def test_a_second_sigterm_stops_at_once(tmp_path: Path, child_env: dict[str, str
     assert statuses["sent"] == 0 and sum(statuses.values()) <= 4  # left in doubt, not sent
 
 
+@pytest.mark.slow  # starts a temporary Prefect server of its own
 def test_sigterm_stops_the_temporary_prefect_server(tmp_path: Path) -> None:
     """Without PREFECT_API_URL a run starts its own server: a signal must not orphan it."""
     state = tmp_path / "state"
