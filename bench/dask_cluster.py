@@ -27,26 +27,19 @@ Headline: ``dask_speedup_2_workers: 1.9x`` (flow wall time, 1 worker / 2 workers
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
+import sqlite3
 import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-# This file is called dask.py: with bench/ first on sys.path (as for any script), `import dask`
-# would import this file, here and in every worker process the cluster spawns. Keep bench/ on
-# the path for `_common`, but last.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
-
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import sqlite3  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator, Sequence  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from datetime import date  # noqa: E402
-from typing import Any  # noqa: E402
-
-from _common import (  # noqa: E402
+from _common import (
     Timer,
     bench_keys_env,
     headline,
