@@ -59,7 +59,7 @@ def send(store: StateStore, brand: str, customer_id: str, address: str) -> None:
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
-    monkeypatch.setattr(state, "now", lambda: SENT_AT)
+    monkeypatch.setattr(state.schema, "now", lambda: SENT_AT)
     with StateStore.in_dir(tmp_path / "state") as s:
         for brand, cid, address in PEOPLE:
             record = CustomerRecord(
@@ -214,7 +214,7 @@ def test_an_old_bounce_does_not_undo_a_later_send(
         listed, (BOUNCED_AT.timestamp(), BOUNCED_AT.timestamp())
     )  # a list is as old as its file
     assert counts(run(store, full, listed)) == {"soft": 1, "already": 1}
-    monkeypatch.setattr(state, "now", lambda: "2022-05-11T08:00:00+00:00")
+    monkeypatch.setattr(state.schema, "now", lambda: "2022-05-11T08:00:00+00:00")
     send(store, "congstar", "1", "max@example.org")  # `rollout resend`, accepted this time
     send(store, "congstar", "2", "erika@new.example.org")  # a newer export changed the address
     report = run(store, full, gone, listed)
@@ -454,7 +454,7 @@ def test_an_undated_bounce_is_dated_by_its_file(
     del dsn["Date"]
     path = write_eml(tmp_path, "undated.eml", dsn)
     os.utime(path, (BOUNCED_AT.timestamp(), BOUNCED_AT.timestamp()))  # arrived 09:00
-    monkeypatch.setattr(state, "now", lambda: "2022-05-11T08:00:00+00:00")
+    monkeypatch.setattr(state.schema, "now", lambda: "2022-05-11T08:00:00+00:00")
     send(store, "congstar", "1", "max@example.org")  # re-sent the next day, accepted
     report = run(store, path)
     assert counts(report) == {"stale": 1}
