@@ -17,6 +17,7 @@ from rich.progress import (
 )
 
 from rollout.delivery import Outcome
+from rollout.model import DeliveryStatus
 
 
 class SendProgress:
@@ -58,7 +59,7 @@ class SendProgress:
             self._bar.stop()
 
     def __call__(self, outcome: Outcome) -> None:
-        if outcome.status == "sent":
+        if outcome.status is DeliveryStatus.SENT:
             self.sent += 1
         else:
             self.failed += 1

@@ -30,8 +30,9 @@ import random
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
+from rollout.model import DeliveryStatus
 from rollout.transports import (
     CampaignBlocked,
     Connection,
@@ -57,7 +58,7 @@ class OutgoingMessage:
 class Outcome:
     customer_id: str
     message_id: str
-    status: Literal["sent", "failed", "unknown"]
+    status: DeliveryStatus
     attempts: int
     code: int | None  # the server's reply code, if it gave one
     reason: str  # the server's code and text (e.g. "550 5.1.1 ... (at RCPT TO)") or a description
@@ -363,14 +364,14 @@ class _Run:
             self._halt(exc)
             self._leave(job)
         except PermanentError as exc:
-            self._finish(job, "failed", exc.code, exc.reason, permanent=True)
+            self._finish(job, DeliveryStatus.FAILED, exc.code, exc.reason, permanent=True)
         except TransientError as exc:
             if exc.maybe_delivered:  # never retried here: a retry could mail them twice
-                self._finish(job, "unknown", exc.code, exc.reason)
+                self._finish(job, DeliveryStatus.UNKNOWN, exc.code, exc.reason)
             else:
                 self._retry_or_fail(job, exc)
         else:
-            self._finish(job, "sent", reply.code, reply.reason)
+            self._finish(job, DeliveryStatus.SENT, reply.code, reply.reason)
 
     def _retire(self, exc: ConnectionFailed) -> None:
         # The server may allow fewer connections than we open: the pool shrinks to fit. When
@@ -397,7 +398,7 @@ class _Run:
 
     def _retry_or_fail(self, job: _Job, exc: TransientError) -> None:
         if job.attempts >= self.settings.max_attempts:
-            self._finish(job, "failed", exc.code, exc.reason)
+            self._finish(job, DeliveryStatus.FAILED, exc.code, exc.reason)
             return
         if self.stopping:
             self._leave(job)
@@ -419,7 +420,7 @@ class _Run:
     def _finish(
         self,
         job: _Job,
-        status: Literal["sent", "failed", "unknown"],
+        status: DeliveryStatus,
         code: int | None,
         reason: str,
         permanent: bool = False,
@@ -428,9 +429,9 @@ class _Run:
         outcome = Outcome(
             message.customer_id, message.message_id, status, job.attempts, code, reason, permanent
         )
-        if status == "sent":
+        if status is DeliveryStatus.SENT:
             self.stats.sent += 1
-        elif status == "failed":
+        elif status is DeliveryStatus.FAILED:
             self.stats.failed += 1
         else:
             self.stats.unknown += 1

@@ -17,7 +17,7 @@ from rollout.brands import Brand
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver
 from rollout.exports import Export
 from rollout.messages import Composer
-from rollout.model import PinSource, Recipient
+from rollout.model import DeliveryStatus, PinSource, Recipient
 from rollout.shutdown import Interrupted, requested, stop_gracefully
 from rollout.state import Delivery, StateStore
 from rollout.transports import Transport
@@ -182,9 +182,11 @@ async def resend_brand(
     return summary
 
 
-def resend_statuses(include_unknown: bool) -> list[str]:
+def resend_statuses(include_unknown: bool) -> list[DeliveryStatus]:
     """Who did not receive it: failed or bounced, and only if asked, those left unknown."""
-    return ["failed", "bounced"] + (["unknown"] if include_unknown else [])
+    return [DeliveryStatus.FAILED, DeliveryStatus.BOUNCED] + (
+        [DeliveryStatus.UNKNOWN] if include_unknown else []
+    )
 
 
 def _current_recipient(store: StateStore, brand: Brand, d: Delivery) -> Recipient | None:

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from rollout.bounces.model import Bounce, Kind, Notice, Unparsed
+from rollout.model import DeliveryStatus
 from rollout.state import Delivery, StateStore
 
 CLOCK_SKEW = timedelta(minutes=2)  # the reporting MTA's clock may differ from ours a little
@@ -273,7 +274,7 @@ def _within(
 
 def _stale(notice: Bounce, delivery: Delivery) -> str:
     """Why the notice is about an earlier attempt than the delivery's latest, or ''."""
-    if notice.date is None or delivery.status not in ("sent", "sending"):
+    if notice.date is None or delivery.status not in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
         return ""
     sent = datetime.fromisoformat(delivery.updated_at)
     if notice.date < sent - CLOCK_SKEW:
@@ -282,6 +283,8 @@ def _stale(notice: Bounce, delivery: Delivery) -> str:
 
 
 def _would_change(notice: Bounce, delivery: Delivery) -> bool:
-    if delivery.status == "bounced" or (delivery.status == "failed" and delivery.permanent):
+    if delivery.status is DeliveryStatus.BOUNCED or (
+        delivery.status is DeliveryStatus.FAILED and delivery.permanent
+    ):
         return False  # final already; a soft notice must not undo it
-    return notice.hard or delivery.status != "failed"
+    return notice.hard or delivery.status is not DeliveryStatus.FAILED

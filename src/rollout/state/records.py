@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rollout.model import PinSource
+from rollout.model import DeliveryStatus, PinSource
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Delivery:
     customer_id: str
     message_id: str
     address: str
-    status: str
+    status: DeliveryStatus
     permanent: bool
     attempts: int
     code: int | None
@@ -54,7 +54,7 @@ def delivery_from_row(row: Sequence[object]) -> Delivery:
         str(cid),
         str(mid),
         str(address),
-        str(status),
+        DeliveryStatus(str(status)),
         bool(permanent),
         int(attempts),  # type: ignore[call-overload]
         None if code is None else int(code),  # type: ignore[call-overload]
