@@ -195,7 +195,7 @@ def test_generate_pin_with_floor_policy() -> None:
 def test_generate_pin_rejects_refused_draws(monkeypatch: pytest.MonkeyPatch) -> None:
     # 1234 (run), 2902 (birthday), 2468 (constant step), then an acceptable 4711.
     draws = iter([1234, 2902, 2468, 4711])
-    monkeypatch.setattr(pins.secrets, "randbelow", lambda n: next(draws))
+    monkeypatch.setattr(pins.secret.secrets, "randbelow", lambda n: next(draws))
     assert generate_pin(date(2000, 2, 29)).reveal() == "4711"
 
 
@@ -445,7 +445,7 @@ def test_verify_pin_input_checks() -> None:
 
 def test_new_pin_hashes_keeps_order_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     # A stand-in generator whose PIN is the birth year, so every hash can be checked.
-    monkeypatch.setattr(pins, "generate_pin", lambda born: SecretPin(f"{born.year:04d}"))
+    monkeypatch.setattr(pins.batch, "generate_pin", lambda born: SecretPin(f"{born.year:04d}"))
     batch = [(f"C{i}", date(1950 + i, 1, 1)) for i in range(11)]
     issued = new_pin_hashes(batch, PinHasher(CHEAP, Pepper("k1", KEY_A)), threads=3)
     assert all(i.sealed is None for i in issued)  # no sealer given
@@ -478,7 +478,7 @@ def test_hashing_failure_does_not_leak_the_pin(monkeypatch: pytest.MonkeyPatch) 
     def echoing_hash(secret: bytes, *args: object, **kwargs: object) -> bytes:
         raise RuntimeError(f"cannot hash {secret!r}")  # a library that echoes its input
 
-    monkeypatch.setattr(pins.secrets, "randbelow", lambda n: 4711)
+    monkeypatch.setattr(pins.secret.secrets, "randbelow", lambda n: 4711)
     monkeypatch.setattr(low_level, "hash_secret", echoing_hash)
     with pytest.raises(PinHashingError, match=r"'C1'.*RuntimeError") as info:
         new_pin_hashes([("C1", None), ("C2", None)], PinHasher(CHEAP), threads=2)
