@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from rollout.transports import URL_OPTIONS
 
 if TYPE_CHECKING:
     from rollout.brands import Brand
+    from rollout.settings import Settings
 
 EXAMPLES = """
 examples:
@@ -43,15 +45,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flows.logs import quiet_reported_errors
     from rollout.shutdown import interruptible
 
-    if args.command not in WITHOUT_PREFECT:
-        quiet_reported_errors()
+    def checked_then_run() -> int:
+        check_input(args)  # typos and bad settings: one line, exit 2, before anything is done
+        if args.command not in WITHOUT_PREFECT:
+            quiet_reported_errors()
+        return cast(int, args.handler(args))
 
     with interruptible():  # a signal unwinds: locks released, the temporary server stopped
-        return run_reporting_errors(lambda: args.handler(args), getattr(args, "state_dir", None))
+        return run_reporting_errors(checked_then_run, getattr(args, "state_dir", None))
+
+
+def check_input(a: argparse.Namespace) -> None:
+    """What every command checks first: the brands named exist, the paths given are there, and
+    the environment's settings are valid."""
+    from rollout.brands import load_brand, load_brands
+    from rollout.settings import SettingsError
+
+    if hasattr(a, "brands"):  # every brand.toml the command will read, validated
+        load_brands(a.brands)
+    if getattr(a, "brand", None):
+        load_brand(a.brand)
+    for path in getattr(a, "paths", None) or ():
+        if not path.exists():
+            raise SettingsError(f"{path}: no such file or folder")
+    settings(a)
+
+
+def settings(a: argparse.Namespace) -> Settings:
+    """Flag, then ROLLOUT_* environment, then default; validated."""
+    from rollout.settings import load_settings
+
+    return load_settings(
+        exports=getattr(a, "exports", None), transport=getattr(a, "transport", None)
+    )
+
+
+def exports_of(a: argparse.Namespace) -> str:
+    """--exports, else ROLLOUT_EXPORTS; no default, so a real run never mails the samples."""
+    return str(settings(a).require_exports())
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line (and exit 2), like every other refusal of the command."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"rollout: error: {self.prog.removeprefix('rollout ')}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="rollout",
         description="Assign, hash and announce the mandatory Legi-PIN for every brand.",
         epilog=EXAMPLES,
@@ -92,8 +134,7 @@ def _exports(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exports",
         type=Path,
-        default=Path("data/samples"),
-        help="folder with one <brand>.csv per brand (default: data/samples)",
+        help="folder with one <brand>.csv per brand (default: $ROLLOUT_EXPORTS; required)",
     )
 
 
@@ -104,7 +145,10 @@ def _pins(p: argparse.ArgumentParser) -> None:
         help="hash on this existing Dask cluster instead of local threads",
     )
     p.add_argument(
-        "--chunk-size", type=int, default=5_000, help="customers per unit of work (default 5000)"
+        "--chunk-size",
+        type=_positive_int,
+        default=5_000,
+        help="customers per unit of work (default 5000)",
     )
 
 
@@ -118,8 +162,10 @@ def _sending(p: argparse.ArgumentParser) -> None:
         "(?timeout=10&cafile=ca.pem): "
         + "; ".join(f"{name}: {meaning}" for name, meaning in URL_OPTIONS.items()),
     )
-    p.add_argument("--connections", type=int, default=4, help="SMTP connections (default 4)")
-    p.add_argument("--rate", type=float, help="at most this many messages per second")
+    p.add_argument(
+        "--connections", type=_positive_int, default=4, help="SMTP connections (default 4)"
+    )
+    p.add_argument("--rate", type=_positive_rate, help="at most this many messages per second")
     p.add_argument(
         "--after-deadline",
         action="store_true",
@@ -135,7 +181,7 @@ def _sending(p: argparse.ArgumentParser) -> None:
 def _wave(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--limit",
-        type=int,
+        type=_non_negative_int,
         help="send to at most N pending customers per brand (default: brand.toml daily_quota, "
         "0 there meaning all)",
     )
@@ -152,7 +198,7 @@ def cmd_pins(a: argparse.Namespace) -> int:
     from flows.pins import pins_all
     from flows.summary import print_pin_summaries
 
-    results = pins_all(a.brands, str(a.exports), str(a.state_dir), a.dask_address, a.chunk_size)
+    results = pins_all(a.brands, exports_of(a), str(a.state_dir), a.dask_address, a.chunk_size)
     print_pin_summaries(results)
     return 0
 
@@ -211,10 +257,11 @@ def cmd_run(a: argparse.Namespace) -> int:
     from rollout.brands import load_brands
 
     brands = load_brands(a.brands)
+    exports = exports_of(a)
     _check_sending(a, brands)  # before any PIN is drawn: a run that cannot send does nothing
     results = rollout_run(
         a.brands,
-        str(a.exports),
+        exports,
         str(a.state_dir),
         a.transport,
         a.connections,
@@ -232,7 +279,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_preview(a: argparse.Namespace) -> int:
     from flows.preview import preview_flow
 
-    for line in preview_flow(a.brands, str(a.exports), str(a.state_dir), str(a.out), a.limit):
+    exports = exports_of(a)
+    for line in preview_flow(a.brands, exports, str(a.state_dir), str(a.out), a.limit):
         print(line)
     return 0
 
@@ -298,15 +346,17 @@ def cmd_bounces(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from flows.serve import serve_all
+    from flows.serve import require_server, serve_all
 
-    serve_all(a.exports, a.state_dir, a.transport)
+    exports = Path(exports_of(a))
+    require_server()  # the temporary server of a plain run cannot schedule anything
+    serve_all(exports, a.state_dir, a.transport, a.after_deadline)
     return 0
 
 
 def _preview_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("preview"), help="folder (default: preview)")
-    p.add_argument("--limit", type=int, help="render at most N e-mails per brand")
+    p.add_argument("--limit", type=_non_negative_int, help="render at most N e-mails per brand")
 
 
 def _resend_opts(p: argparse.ArgumentParser) -> None:
@@ -320,6 +370,26 @@ def _resend_opts(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also re-send to those whose earlier send was interrupted (they may get it twice)",
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
+    return number
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 0: {text!r}")
+    return number
 
 
 def _positive_rate(text: str) -> float:
@@ -368,6 +438,12 @@ def _serve_opts(p: argparse.ArgumentParser) -> None:
         "--transport",
         metavar="URL",
         help="transport for the scheduled runs (default: $ROLLOUT_TRANSPORT, else Maildir)",
+    )
+    p.add_argument(
+        "--after-deadline",
+        action="store_true",
+        help="the waves send even though the brand's mandatory date has passed (sets the "
+        "deployment parameter after_deadline)",
     )
 
 

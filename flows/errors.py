@@ -24,6 +24,7 @@ from rollout.exports import ExportError
 from rollout.lock import LockHeld
 from rollout.messages import TemplateProblem
 from rollout.notify import DeadlinePassed, SendingBlocked
+from rollout.settings import SettingsError
 from rollout.shutdown import Interrupted
 from rollout.transports import TransportConfigError
 
@@ -35,6 +36,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LockHeld,
     TransportConfigError,
     NothingRunYet,
+    SettingsError,
 )
 EXIT_BLOCKED = 3
 EXIT_ENVIRONMENT = 4

@@ -16,6 +16,7 @@ from rollout.brands import load_brand, load_brands
 from rollout.exports import export_path, open_export
 from rollout.lock import brand_lock
 from rollout.pins import PinHasher, new_pin_hashes
+from rollout.settings import exports_folder
 from rollout.state import StateStore
 
 
@@ -96,11 +97,12 @@ def placement(dask_address: str | None) -> Placement:
 @flow(name="legi-pin-pins", persist_result=False)
 def pins_all(
     brands: list[str] | None = None,
-    exports_dir: str = "data/samples",
+    exports_dir: str | None = None,
     state_dir: str = ".rollout",
     dask_address: str | None = None,
     chunk_size: int = 5_000,
 ) -> list[dict[str, object]]:
     """The PIN stage for every brand; chunks are the unit of work (hundreds to thousands)."""
+    exports = exports_folder(exports_dir)
     where = placement(dask_address)
-    return [where.run(b.slug, exports_dir, state_dir, chunk_size) for b in load_brands(brands)]
+    return [where.run(b.slug, exports, state_dir, chunk_size) for b in load_brands(brands)]

@@ -9,12 +9,13 @@ from prefect import flow
 from flows.notify import notify_for_brand
 from flows.pins import placement
 from rollout.brands import load_brands
+from rollout.settings import exports_folder
 
 
 @flow(name="legi-pin-rollout", persist_result=False)
 def rollout_run(
     brands: list[str] | None = None,
-    exports_dir: str = "data/samples",
+    exports_dir: str | None = None,
     state_dir: str = ".rollout",
     transport: str | None = None,
     connections: int = 4,
@@ -26,10 +27,11 @@ def rollout_run(
     chunk_size: int = 5_000,
 ) -> dict[str, dict[str, object]]:
     """Per brand: assign and write back PINs, then mail the pending customers (one wave)."""
+    exports = exports_folder(exports_dir)
     where = placement(dask_address)
     results: dict[str, dict[str, object]] = {}
     for b in load_brands(brands):
-        pins = where.run(b.slug, exports_dir, state_dir, chunk_size)
+        pins = where.run(b.slug, exports, state_dir, chunk_size)
         sent = notify_for_brand(
             b.slug, state_dir, transport, connections, rate, limit, after_deadline, today
         )
