@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -47,12 +48,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def checked_then_run() -> int:
         check_input(args)  # typos and bad settings: one line, exit 2, before anything is done
-        if args.command not in WITHOUT_PREFECT:
+        if needs_prefect(args):
             quiet_reported_errors()
         return cast(int, args.handler(args))
 
     with interruptible():  # a signal unwinds: locks released, the temporary server stopped
         return run_reporting_errors(checked_then_run, getattr(args, "state_dir", None))
+
+
+def needs_prefect(a: argparse.Namespace) -> bool:
+    """A preview without a Prefect server runs the core directly: no temporary server."""
+    if a.command == "preview":
+        return bool(os.environ.get("PREFECT_API_URL"))
+    return a.command not in WITHOUT_PREFECT
 
 
 def check_input(a: argparse.Namespace) -> None:
@@ -277,10 +285,16 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_preview(a: argparse.Namespace) -> int:
-    from flows.preview import preview_flow
-
     exports = exports_of(a)
-    for line in preview_flow(a.brands, exports, str(a.state_dir), str(a.out), a.limit):
+    if needs_prefect(a):  # against a real server: a flow run to see in its UI
+        from flows.preview import preview_flow
+
+        lines = preview_flow(a.brands, exports, str(a.state_dir), str(a.out), a.limit)
+    else:
+        from rollout.preview import preview_brands
+
+        lines = preview_brands(a.brands, Path(exports), a.state_dir, a.out, a.limit)
+    for line in lines:
         print(line)
     return 0
 
