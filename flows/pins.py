@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import artifact_key, by_brand_markdown, run_name
+from flows.summary import PIN_COLUMNS
 from rollout.assign import Batch, HashMap, assign_pins
 from rollout.brands import load_brand, load_brands
 from rollout.exports import export_path, open_export
@@ -43,7 +45,7 @@ def task_hash_map(hasher: PinHasher, window: int, threads: int | None) -> HashMa
 
 
 # The default task runner is a local thread pool: argon2 frees the GIL, so threads fill the cores.
-@flow(name="legi-pin-pins-brand", persist_result=False)
+@flow(name="legi-pin-pins-brand", persist_result=False, flow_run_name=run_name("pins"))
 def pins_for_brand(
     brand: str,
     exports_dir: str,
@@ -58,8 +60,12 @@ def pins_for_brand(
     with brand_lock(Path(state_dir), b.slug, "pins"), StateStore.in_dir(Path(state_dir)) as store:
         hash_map = task_hash_map(PinHasher.from_env(), window, threads)
         summary = assign_pins(export, b, store, Path(state_dir), hash_map, chunk_size)
-    create_table_artifact(
-        key=f"pins-{b.slug}", table=[summary.as_dict()], description=f"PIN stage, {b.display_name}"
+    create_markdown_artifact(
+        key=artifact_key("pins", state_dir, b.slug),
+        markdown=by_brand_markdown(
+            f"PIN stage, {b.display_name}", [summary.as_dict()], PIN_COLUMNS
+        ),
+        description=f"PIN stage, {b.display_name}",
     )
     return summary.as_dict()
 
@@ -94,7 +100,7 @@ def placement(dask_address: str | None) -> Placement:
     return Placement(cluster_flow, window=2 * max(slots, 1), threads=1)
 
 
-@flow(name="legi-pin-pins", persist_result=False)
+@flow(name="legi-pin-pins", persist_result=False, flow_run_name=run_name("pins"))
 def pins_all(
     brands: list[str] | None = None,
     exports_dir: str | None = None,

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.artifacts import run_name
 from rollout.preview import preview_brands
 from rollout.settings import exports_folder
 
 
-@flow(name="legi-pin-preview", persist_result=False)
+@flow(name="legi-pin-preview", persist_result=False, flow_run_name=run_name("preview"))
 def preview_flow(
     brands: list[str] | None = None,
     exports_dir: str | None = None,

@@ -6,13 +6,14 @@ from datetime import date
 
 from prefect import flow
 
+from flows.artifacts import run_name
 from flows.notify import notify_for_brand
 from flows.pins import placement
 from rollout.brands import load_brands
 from rollout.settings import exports_folder
 
 
-@flow(name="legi-pin-rollout", persist_result=False)
+@flow(name="legi-pin-rollout", persist_result=False, flow_run_name=run_name("run"))
 def rollout_run(
     brands: list[str] | None = None,
     exports_dir: str | None = None,

@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from flows.artifacts import artifact_key, run_name
 from flows.notify import resend_all, transport_url
 from flows.preview import preview_flow
 from flows.run import rollout_run
@@ -39,7 +40,7 @@ def is_stale(scheduled: datetime, now: datetime, max_lateness: timedelta) -> boo
     return now - scheduled > max_lateness
 
 
-@flow(name="legi-pin-scheduled-wave", persist_result=False)
+@flow(name="legi-pin-scheduled-wave", persist_result=False, flow_run_name=run_name("wave"))
 def scheduled_wave(
     brand: str,
     exports_dir: str | None = None,
@@ -79,7 +80,7 @@ def publish_forecast(brand: str, state_dir: str) -> None:
     with store:
         plan = brand_forecast(store, load_brand(brand), datetime.now(UTC))
     create_markdown_artifact(
-        key=f"forecast-{brand}",
+        key=artifact_key("forecast", state_dir, brand),
         markdown=forecast_markdown(plan),
         description=f"Legi-PIN forecast, {brand}: {plan.verdict.replace('_', ' ')}",
     )
