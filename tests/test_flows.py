@@ -77,12 +77,41 @@ def test_the_leak_scanner_finds_a_pin_where_one_is_written() -> None:
     assert not find_token("2c0e4711-9a1b", "4711")
 
 
+def prefect_api_database() -> Path:
+    """The SQLite file of the test harness's Prefect API server (parameters, states, logs,
+    artifacts of every run in the session)."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+    assert url.startswith("sqlite+aiosqlite:///"), url
+    return Path(url.removeprefix("sqlite+aiosqlite:///"))
+
+
+def database_text(path: Path) -> str:
+    """Every value of every table, as text (the WAL included: it is read through SQLite)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return "\n".join(
+            " ".join(str(v) for v in row)
+            for table in tables
+            for row in db.execute(f'SELECT * FROM "{table}"')
+        )
+
+
+SAMPLE_ADDRESSES = re.compile(r"[^\s,;\"'<>]+@[^\s,;\"'<>]+")
+
+
 def test_no_plaintext_pin_is_left_behind(
     prefect_api: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    """Nothing a run leaves behind (state dir, Prefect home, the Prefect API database, the
+    terminal) holds a PIN it drew; Prefect's database holds no SMTP password or customer
+    address either."""
+    from smtp_server import SmtpTestServer
+
     from flows.run import rollout_run
 
     drawn: list[str] = []
@@ -95,7 +124,13 @@ def test_no_plaintext_pin_is_left_behind(
 
     monkeypatch.setattr(rollout.pins, "generate_pin", spy)
     state = tmp_path / "state"
-    rollout_run(None, str(SAMPLES), str(state), after_deadline=True)
+    password = "Pw-leak-canary-8c1f"
+    monkeypatch.setenv("ROLLOUT_SMTP_USER", "mailer")
+    monkeypatch.setenv("ROLLOUT_SMTP_PASSWORD", password)
+    with SmtpTestServer(credentials=("mailer", password)) as relay:
+        url = f"{relay.url}?insecure_auth=loopback"
+        rollout_run(None, str(SAMPLES), str(state), url, after_deadline=True)
+        assert len(relay.received) > 1_000
     out, err = capfd.readouterr()
 
     # Four digits that the inputs or the calendar already hold are no evidence either way.
@@ -105,12 +140,23 @@ def test_no_plaintext_pin_is_left_behind(
     assert len(drawn) > 500 and len(checked) > 0.8 * len(set(drawn))
 
     prefect_home = Path(os.environ["PREFECT_HOME"])
-    left_behind = [*texts_below(state, prefect_home), (Path("stdout"), out), (Path("stderr"), err)]
+    api_db = prefect_api_database()
+    in_prefect = [*texts_below(prefect_home), (api_db, database_text(api_db))]
+    left_behind = [*texts_below(state), *in_prefect, (Path("stdout"), out), (Path("stderr"), err)]
     leaks = [(str(path), sorted(tokens(text) & checked)) for path, text in left_behind]
     leaks = [(path, pins) for path, pins in leaks if pins]
     assert leaks == []
     assert any(p.name == "state.sqlite3" for p, _ in left_behind)
-    assert any("outbox" in p.parts for p, _ in left_behind)
+
+    # What Prefect keeps: the runs of this test are there, with no secret and no address.
+    addresses = {
+        a for _, text in texts_below(SAMPLES) for a in SAMPLE_ADDRESSES.findall(text) if "." in a
+    }
+    assert len(addresses) > 1_000
+    prefect_text = "\n".join(text for _, text in in_prefect)
+    assert str(state) in prefect_text  # the flow runs' parameters are in there
+    assert password not in prefect_text
+    assert sorted(a for a in addresses if a in prefect_text) == []
 
 
 # --- the PIN flow on the engine ---------------------------------------------------------
