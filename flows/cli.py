@@ -1,7 +1,7 @@
 """`rollout`: the one command that starts the flows and prints what they did.
 
-Exit codes: 0 all done; 1 someone is left failed or with an unknown outcome; 2 the run could
-not start or stopped on bad input or settings (the message says which file or setting).
+Exit codes: see flows/errors.py. Bad input (brand.toml, brand names, numbers, the ROLLOUT_*
+environment, paths) is checked before any flow starts: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 EXAMPLES = """
 examples:
   rollout run --exports data/samples            PINs, write-back and e-mails (Maildir outbox)
-  rollout pins --brand congstar                 only the PIN stage, one brand
-  rollout preview --brand jamobil --out preview  render the e-mails for review, send nothing
+  rollout pins --brand congstar --exports DIR    only the PIN stage, one brand
+  rollout preview --brand jamobil --exports DIR  render the e-mails for review, send nothing
   ROLLOUT_TRANSPORT=smtp+starttls://mail.example.com:587 rollout notify --rate 50
   rollout resend --brand congstar --exports newer-exports/
   rollout bounces /var/mail/bounces/ bounced.csv
