@@ -360,9 +360,13 @@ def cmd_bounces(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
+    from flows.notify import transport_url
     from flows.serve import require_server, serve_all
+    from rollout.transports import open_transport
 
     exports = Path(exports_of(a))
+    # A bad URL (or one with a password) never reaches the deployments' parameters.
+    open_transport(transport_url(a.transport, str(a.state_dir)))
     require_server()  # the temporary server of a plain run cannot schedule anything
     serve_all(exports, a.state_dir, a.transport, a.after_deadline)
     return 0

@@ -280,3 +280,14 @@ def test_a_late_wave_refuses_before_its_pin_stage(prefect_api: str, tmp_path: Pa
     assert not state.exists()  # no PIN drawn, nothing written back
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(flow_run.id).state.is_failed()  # type: ignore[union-attr]
+
+
+def test_serve_refuses_a_transport_with_credentials_before_any_deployment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "smtp+starttls://mailer:s3cret-Pa55@relay.example.com:587"
+    args = ["serve", "--exports", str(SAMPLES), "--state-dir", str(tmp_path), "--transport", url]
+    assert main(args) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "credentials in the transport URL are not accepted" in line
+    assert "s3cret-Pa55" not in line
