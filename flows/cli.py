@@ -97,7 +97,10 @@ class _OneLineParser(argparse.ArgumentParser):
     """Usage errors are one line (and exit 2), like every other refusal of the command."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"rollout: error: {self.prog.removeprefix('rollout ')}: {message}\n")
+        command = self.prog.removeprefix("rollout").strip()
+        where = f"{command}: " if command else ""
+        hint = " ".join(("rollout", command, "--help")).replace("  ", " ")
+        self.exit(2, f"rollout: error: {where}{message} (see {hint})\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
