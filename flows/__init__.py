@@ -15,6 +15,10 @@ _PREFECT_DEFAULTS = {
     # PIN tasks must never be cached or persisted: their inputs and outputs stay in memory.
     "PREFECT_TASKS_DISABLE_CACHING": "true",
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+    # The core logs with `logging` (e.g. rollout.delivery's warnings): into the run's logs.
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "rollout",
+    # ... and outside a flow run (the core called directly) they stay local, without a warning.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 for _name, _value in _PREFECT_DEFAULTS.items():
     os.environ.setdefault(_name, _value)

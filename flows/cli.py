@@ -1,15 +1,17 @@
 """`rollout`: the one command that starts the flows and prints what they did.
 
-Exit codes: 0 all done; 1 someone is left failed or with an unknown outcome (`bounces`: some
-messages stay unparsed); 2 the run could not start or stopped on bad input or settings (the
-message says which file or setting).
+Exit codes: see flows/errors.py (`bounces`: 1 when some messages stay unparsed). Bad input
+(brand.toml, brand names, numbers, the ROLLOUT_* environment, paths) is checked before any flow
+starts: one line, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,12 +22,13 @@ from rollout.transports import URL_OPTIONS
 
 if TYPE_CHECKING:
     from rollout.brands import Brand
+    from rollout.settings import Settings
 
 EXAMPLES = """
 examples:
   rollout run --exports data/samples            PINs, write-back and e-mails (Maildir outbox)
-  rollout pins --brand congstar                 only the PIN stage, one brand
-  rollout preview --brand jamobil --out preview  render the e-mails for review, send nothing
+  rollout pins --brand congstar --exports DIR    only the PIN stage, one brand
+  rollout preview --brand jamobil --exports DIR  render the e-mails for review, send nothing
   ROLLOUT_TRANSPORT=smtp+starttls://mail.example.com:587 rollout notify --rate 50
   rollout resend --brand congstar --exports newer-exports/
   rollout bounces /var/mail/bounces/ bounced.csv
@@ -45,15 +48,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flows.logs import quiet_reported_errors
     from rollout.shutdown import interruptible
 
-    if args.command not in WITHOUT_PREFECT:
-        quiet_reported_errors()
+    def checked_then_run() -> int:
+        check_input(args)  # typos and bad settings: one line, exit 2, before anything is done
+        if needs_prefect(args):
+            quiet_reported_errors()
+        return cast(int, args.handler(args))
 
     with interruptible():  # a signal unwinds: locks released, the temporary server stopped
-        return run_reporting_errors(lambda: args.handler(args), getattr(args, "state_dir", None))
+        return run_reporting_errors(checked_then_run, getattr(args, "state_dir", None))
+
+
+def needs_prefect(a: argparse.Namespace) -> bool:
+    """A preview without a Prefect server runs the core directly: no temporary server."""
+    if a.command == "preview":
+        return bool(os.environ.get("PREFECT_API_URL"))
+    return a.command not in WITHOUT_PREFECT
+
+
+def check_input(a: argparse.Namespace) -> None:
+    """What every command checks first: the brands named exist, the paths given are there, and
+    the environment's settings are valid."""
+    from rollout.brands import load_brand, load_brands
+    from rollout.settings import SettingsError
+
+    if hasattr(a, "brands"):  # every brand.toml the command will read, validated
+        load_brands(a.brands)
+    if getattr(a, "brand", None):
+        load_brand(a.brand)
+    for path in getattr(a, "paths", None) or ():
+        if not path.exists():
+            raise SettingsError(f"{path}: no such file or folder")
+    settings(a)
+
+
+def settings(a: argparse.Namespace) -> Settings:
+    """Flag, then ROLLOUT_* environment, then default; validated."""
+    from rollout.settings import load_settings
+
+    return load_settings(
+        exports=getattr(a, "exports", None), transport=getattr(a, "transport", None)
+    )
+
+
+def exports_of(a: argparse.Namespace) -> str:
+    """--exports, else ROLLOUT_EXPORTS; no default, so a real run never mails the samples."""
+    return str(settings(a).require_exports())
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line (and exit 2), like every other refusal of the command."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        command = self.prog.removeprefix("rollout").strip()
+        where = f"{command}: " if command else ""
+        hint = " ".join(("rollout", command, "--help")).replace("  ", " ")
+        self.exit(2, f"rollout: error: {where}{message} (see {hint})\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="rollout",
         description="Assign, hash and announce the mandatory Legi-PIN for every brand.",
         epilog=EXAMPLES,
@@ -94,8 +147,7 @@ def _exports(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exports",
         type=Path,
-        default=Path("data/samples"),
-        help="folder with one <brand>.csv per brand (default: data/samples)",
+        help="folder with one <brand>.csv per brand (default: $ROLLOUT_EXPORTS; required)",
     )
 
 
@@ -106,7 +158,10 @@ def _pins(p: argparse.ArgumentParser) -> None:
         help="hash on this existing Dask cluster instead of local threads",
     )
     p.add_argument(
-        "--chunk-size", type=int, default=5_000, help="customers per unit of work (default 5000)"
+        "--chunk-size",
+        type=_positive_int,
+        default=5_000,
+        help="customers per unit of work (default 5000)",
     )
     p.add_argument(
         "--unpeppered",
@@ -125,8 +180,10 @@ def _sending(p: argparse.ArgumentParser) -> None:
         "(?timeout=10&cafile=ca.pem): "
         + "; ".join(f"{name}: {meaning}" for name, meaning in URL_OPTIONS.items()),
     )
-    p.add_argument("--connections", type=int, default=4, help="SMTP connections (default 4)")
-    p.add_argument("--rate", type=float, help="at most this many messages per second")
+    p.add_argument(
+        "--connections", type=_positive_int, default=4, help="SMTP connections (default 4)"
+    )
+    p.add_argument("--rate", type=_positive_rate, help="at most this many messages per second")
     p.add_argument(
         "--after-deadline",
         action="store_true",
@@ -142,7 +199,7 @@ def _sending(p: argparse.ArgumentParser) -> None:
 def _wave(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--limit",
-        type=int,
+        type=_non_negative_int,
         help="send to at most N pending customers per brand (default: brand.toml daily_quota, "
         "0 there meaning all)",
     )
@@ -178,7 +235,7 @@ def cmd_pins(a: argparse.Namespace) -> int:
 
     check_keys(a.brands, a.unpeppered)
     results = pins_all(
-        a.brands, str(a.exports), str(a.state_dir), a.dask_address, a.chunk_size, a.unpeppered
+        a.brands, exports_of(a), str(a.state_dir), a.dask_address, a.chunk_size, a.unpeppered
     )
     print_pin_summaries(results)
     return 0
@@ -240,10 +297,11 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     brands = load_brands(a.brands)
     check_keys(a.brands, a.unpeppered)
+    exports = exports_of(a)
     _check_sending(a, brands)  # before any PIN is drawn: a run that cannot send does nothing
     results = rollout_run(
         a.brands,
-        str(a.exports),
+        exports,
         str(a.state_dir),
         a.transport,
         a.connections,
@@ -260,9 +318,16 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_preview(a: argparse.Namespace) -> int:
-    from flows.preview import preview_flow
+    exports = exports_of(a)
+    if needs_prefect(a):  # against a real server: a flow run to see in its UI
+        from flows.preview import preview_flow
 
-    for line in preview_flow(a.brands, str(a.exports), str(a.state_dir), str(a.out), a.limit):
+        lines = preview_flow(a.brands, exports, str(a.state_dir), str(a.out), a.limit)
+    else:
+        from rollout.preview import preview_brands
+
+        lines = preview_brands(a.brands, Path(exports), a.state_dir, a.out, a.limit)
+    for line in lines:
         print(line)
     return 0
 
@@ -390,9 +455,15 @@ def _clear_sender_problems(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from flows.serve import serve_all
+    from flows.notify import transport_url
+    from flows.serve import require_server, serve_all
+    from rollout.transports import open_transport
 
-    serve_all(a.exports, a.state_dir, a.transport)
+    exports = Path(exports_of(a))
+    # A bad URL (or one with a password) never reaches the deployments' parameters.
+    open_transport(transport_url(a.transport, str(a.state_dir)))
+    require_server()  # the temporary server of a plain run cannot schedule anything
+    serve_all(exports, a.state_dir, a.transport, a.after_deadline)
     return 0
 
 
@@ -423,7 +494,7 @@ def _keys_opts(p: argparse.ArgumentParser) -> None:
 
 def _preview_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("preview"), help="folder (default: preview)")
-    p.add_argument("--limit", type=int, help="render at most N e-mails per brand")
+    p.add_argument("--limit", type=_non_negative_int, help="render at most N e-mails per brand")
 
 
 def _resend_opts(p: argparse.ArgumentParser) -> None:
@@ -437,6 +508,26 @@ def _resend_opts(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also re-send to those whose earlier send was interrupted (they may get it twice)",
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
+    return number
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 0: {text!r}")
+    return number
 
 
 def _positive_rate(text: str) -> float:
@@ -502,6 +593,12 @@ def _serve_opts(p: argparse.ArgumentParser) -> None:
         "--transport",
         metavar="URL",
         help="transport for the scheduled runs (default: $ROLLOUT_TRANSPORT, else Maildir)",
+    )
+    p.add_argument(
+        "--after-deadline",
+        action="store_true",
+        help="the waves send even though the brand's mandatory date has passed (sets the "
+        "deployment parameter after_deadline)",
     )
 
 

@@ -25,6 +25,7 @@ from rollout.keys import KeyConfigError
 from rollout.lock import LockHeld
 from rollout.messages import TemplateProblem
 from rollout.notify import DeadlinePassed, SendingBlocked
+from rollout.settings import SettingsError
 from rollout.shutdown import Interrupted
 from rollout.transports import TransportConfigError
 
@@ -37,6 +38,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TransportConfigError,
     NothingRunYet,
     KeyConfigError,
+    SettingsError,
 )
 EXIT_BLOCKED = 3
 EXIT_ENVIRONMENT = 4

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from datetime import date
 from pathlib import Path
 
 from prefect import flow
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import artifact_key, by_brand_markdown, run_name
 from flows.progress import SendProgress
 from rollout.brands import Brand, load_brand, load_brands
 from rollout.delivery import DeliverySettings
@@ -23,7 +23,7 @@ from rollout.notify import (
     resend_brand,
     resend_statuses,
 )
-from rollout.report import brand_status, write_report
+from rollout.report import STATUS_COLUMNS, brand_status, write_report
 from rollout.state import StateStore
 from rollout.transports import open_transport
 
@@ -33,10 +33,10 @@ DEFAULT_TRANSPORT = "maildir:{state_dir}/outbox"
 def transport_url(url: str | None, state_dir: str) -> str:
     """--transport, else ROLLOUT_TRANSPORT, else a Maildir in the state dir (no server needed)."""
     chosen = url or os.environ.get("ROLLOUT_TRANSPORT") or DEFAULT_TRANSPORT
-    return chosen.format(state_dir=state_dir)
+    return chosen.replace("{state_dir}", state_dir)  # not format(): other braces are refused
 
 
-@flow(name="legi-pin-notify-brand", persist_result=False)
+@flow(name="legi-pin-notify-brand", persist_result=False, flow_run_name=run_name("notify"))
 def notify_for_brand(
     brand: str,
     state_dir: str = ".rollout",
@@ -85,20 +85,25 @@ def _expected(
 def publish_status(
     store: StateStore, brand: Brand, state_dir: str, summary: NotifySummary | None = None
 ) -> dict[str, object]:
-    """The status table as a Prefect artifact and a JSON report under <state-dir>/reports/."""
-    status = brand_status(store, brand, date.today())
+    """The JSON report under <state-dir>/reports/, and the status of every brand in the state
+    dir as a Prefect artifact (a markdown table like `rollout status`, counts only)."""
+    today = date.today()
+    status = brand_status(store, brand, today)
+    rows = [
+        status if b.slug == brand.slug else brand_status(store, b, today) for b in load_brands()
+    ]
     if summary is not None:
         status["run"] = summary.as_dict()
     write_report(Path(state_dir), brand, status)
-    create_table_artifact(
-        key=f"status-{brand.slug}",
-        table=[{k: json.dumps(v) if isinstance(v, dict) else v for k, v in status.items()}],
-        description=f"Legi-PIN rollout status, {brand.display_name}",
+    create_markdown_artifact(
+        key=artifact_key("status", state_dir),
+        markdown=by_brand_markdown("Legi-PIN rollout", rows, STATUS_COLUMNS[1:]),
+        description=f"Legi-PIN rollout status in {Path(state_dir).name}, after {brand.slug}",
     )
     return status
 
 
-@flow(name="legi-pin-resend", persist_result=False)
+@flow(name="legi-pin-resend", persist_result=False, flow_run_name=run_name("resend"))
 def resend_all(
     brands: list[str] | None = None,
     state_dir: str = ".rollout",

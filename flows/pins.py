@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import artifact_key, by_brand_markdown, run_name
+from flows.summary import PIN_COLUMNS
 from rollout.assign import Batch, HashMap, assign_pins
 from rollout.brands import load_brand, load_brands
 from rollout.exports import export_path, open_export
@@ -18,6 +20,7 @@ from rollout.keys import brand_keys
 from rollout.lock import brand_lock
 from rollout.pins import IssuedPin, PinHasher, new_pin_hashes
 from rollout.seal import PinSealer
+from rollout.settings import exports_folder
 from rollout.state import StateStore
 
 
@@ -48,7 +51,7 @@ def task_hash_map(
 
 
 # The default task runner is a local thread pool: argon2 frees the GIL, so threads fill the cores.
-@flow(name="legi-pin-pins-brand", persist_result=False)
+@flow(name="legi-pin-pins-brand", persist_result=False, flow_run_name=run_name("pins"))
 def pins_for_brand(
     brand: str,
     exports_dir: str,
@@ -65,8 +68,12 @@ def pins_for_brand(
     with brand_lock(Path(state_dir), b.slug, "pins"), StateStore.in_dir(Path(state_dir)) as store:
         hash_map = task_hash_map(keys.hasher(), window, threads, keys.sealer)
         summary = assign_pins(export, b, store, Path(state_dir), hash_map, chunk_size)
-    create_table_artifact(
-        key=f"pins-{b.slug}", table=[summary.as_dict()], description=f"PIN stage, {b.display_name}"
+    create_markdown_artifact(
+        key=artifact_key("pins", state_dir, b.slug),
+        markdown=by_brand_markdown(
+            f"PIN stage, {b.display_name}", [summary.as_dict()], PIN_COLUMNS
+        ),
+        description=f"PIN stage, {b.display_name}",
     )
     return summary.as_dict()
 
@@ -108,18 +115,19 @@ def placement(dask_address: str | None) -> Placement:
     return Placement(cluster_flow, window=2 * max(slots, 1), threads=1)
 
 
-@flow(name="legi-pin-pins", persist_result=False)
+@flow(name="legi-pin-pins", persist_result=False, flow_run_name=run_name("pins"))
 def pins_all(
     brands: list[str] | None = None,
-    exports_dir: str = "data/samples",
+    exports_dir: str | None = None,
     state_dir: str = ".rollout",
     dask_address: str | None = None,
     chunk_size: int = 5_000,
     unpeppered: bool = False,
 ) -> list[dict[str, object]]:
     """The PIN stage for every brand; chunks are the unit of work (hundreds to thousands)."""
+    exports = exports_folder(exports_dir)
     where = placement(dask_address)
     return [
-        where.run(b.slug, exports_dir, state_dir, chunk_size, unpeppered)
+        where.run(b.slug, exports, state_dir, chunk_size, unpeppered)
         for b in load_brands(brands)
     ]

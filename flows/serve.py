@@ -9,7 +9,7 @@ carries on where the last wave stopped—the state DB knows who is pending.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from prefect import flow, get_run_logger, serve
@@ -18,13 +18,17 @@ from prefect.runtime import flow_run
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
-from flows.notify import resend_all
+from flows.artifacts import artifact_key, run_name
+from flows.notify import resend_all, transport_url
 from flows.preview import preview_flow
 from flows.run import rollout_run
 from rollout.brands import load_brand, load_brands
+from rollout.notify import check_deadline
 from rollout.plan import forecast_markdown
 from rollout.report import brand_forecast
+from rollout.settings import SettingsError, load_settings
 from rollout.state import StateStore
+from rollout.transports import open_transport
 
 TIMEZONE = "Europe/Berlin"
 # Runs import the installed package (flows.serve:scheduled_wave), not a file path that only
@@ -36,10 +40,10 @@ def is_stale(scheduled: datetime, now: datetime, max_lateness: timedelta) -> boo
     return now - scheduled > max_lateness
 
 
-@flow(name="legi-pin-scheduled-wave", persist_result=False)
+@flow(name="legi-pin-scheduled-wave", persist_result=False, flow_run_name=run_name("wave"))
 def scheduled_wave(
     brand: str,
-    exports_dir: str = "data/samples",
+    exports_dir: str | None = None,
     state_dir: str = ".rollout",
     transport: str | None = None,
     max_lateness_minutes: int = 120,
@@ -57,8 +61,12 @@ def scheduled_wave(
         )
         publish_forecast(brand, state_dir)
         return {"skipped": True, "scheduled": scheduled.isoformat()}
+    # Guards before side effects: a wave that is going to refuse to send draws no PIN.
+    check_deadline(load_brand(brand), date.today(), after_deadline)
+    exports = load_settings(exports=exports_dir, transport=transport).require_exports()
+    open_transport(transport_url(transport, state_dir))
     result: dict[str, object] = dict(
-        rollout_run([brand], exports_dir, state_dir, transport, after_deadline=after_deadline)
+        rollout_run([brand], str(exports), state_dir, transport, after_deadline=after_deadline)
     )
     publish_forecast(brand, state_dir)
     return result
@@ -72,20 +80,38 @@ def publish_forecast(brand: str, state_dir: str) -> None:
     with store:
         plan = brand_forecast(store, load_brand(brand), datetime.now(UTC))
     create_markdown_artifact(
-        key=f"forecast-{brand}",
+        key=artifact_key("forecast", state_dir, brand),
         markdown=forecast_markdown(plan),
         description=f"Legi-PIN forecast, {brand}: {plan.verdict.replace('_', ' ')}",
     )
 
 
-def deployments(exports_dir: Path, state_dir: Path, transport: str | None) -> list[object]:
+def require_server() -> None:
+    """Scheduling needs a server that outlives this process: refuse in one line without one."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise SettingsError(
+            "serve needs a Prefect server: start one with `prefect server start`, then set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api here and in the server's environment"
+        )
+
+
+def deployments(
+    exports_dir: Path, state_dir: Path, transport: str | None, after_deadline: bool = False
+) -> list[object]:
     # Runs start in other processes: absolute paths keep them pointing at the same folders.
     common = {"exports_dir": str(exports_dir.resolve()), "state_dir": str(state_dir.resolve())}
     waves = [
         scheduled_wave.to_deployment(
             name=f"wave-{b.slug}",
             schedule=Cron(b.schedule, timezone=TIMEZONE) if b.schedule else None,
-            parameters={"brand": b.slug, **common, "transport": transport},
+            parameters={
+                "brand": b.slug,
+                **common,
+                "transport": transport,
+                "after_deadline": after_deadline,
+            },
             description=f"Daily wave for {b.display_name}: PINs, then up to the daily quota.",
             entrypoint_type=BY_MODULE,
         )
@@ -96,12 +122,18 @@ def deployments(exports_dir: Path, state_dir: Path, transport: str | None) -> li
         preview_flow.to_deployment(name="preview", parameters=common, entrypoint_type=BY_MODULE),
         resend_all.to_deployment(
             name="resend",
-            parameters={"state_dir": common["state_dir"], "transport": transport},
+            parameters={
+                "state_dir": common["state_dir"],
+                "transport": transport,
+                "after_deadline": after_deadline,
+            },
             entrypoint_type=BY_MODULE,
         ),
     ]
 
 
-def serve_all(exports_dir: Path, state_dir: Path, transport: str | None) -> None:
+def serve_all(
+    exports_dir: Path, state_dir: Path, transport: str | None, after_deadline: bool = False
+) -> None:
     """Serve every deployment until interrupted (Ctrl-C pauses the schedules)."""
-    serve(*deployments(exports_dir, state_dir, transport))  # type: ignore[arg-type]
+    serve(*deployments(exports_dir, state_dir, transport, after_deadline))  # type: ignore[arg-type]

@@ -79,12 +79,46 @@ def test_the_leak_scanner_finds_a_pin_where_one_is_written() -> None:
     assert not find_token("2c0e4711-9a1b", "4711")
 
 
+def prefect_api_database() -> Path:
+    """The SQLite file of the test harness's Prefect API server (parameters, states, logs,
+    artifacts of every run in the session)."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+    assert url.startswith("sqlite+aiosqlite:///"), url
+    return Path(url.removeprefix("sqlite+aiosqlite:///"))
+
+
+def database_text(path: Path) -> str:
+    """Every value of every table, as text (the WAL included: it is read through SQLite)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return "\n".join(
+            " ".join(str(v) for v in row)
+            for table in tables
+            for row in db.execute(f'SELECT * FROM "{table}"')
+        )
+
+
+def _around(text: str, pin: str) -> str:
+    match = re.search(rf"(?<![{_NOT_PART_OF}]){pin}(?![{_NOT_PART_OF}])", text)
+    return text[max(0, match.start() - 80) : match.end() + 80] if match else ""
+
+
+SAMPLE_ADDRESSES = re.compile(r"[^\s,;\"'<>]+@[^\s,;\"'<>]+")
+
+
 def test_no_plaintext_pin_is_left_behind(
     prefect_api: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    """Nothing a run leaves behind (state dir, Prefect home, the Prefect API database, the
+    terminal) holds a PIN it drew, a pepper or a private key; Prefect's database holds no SMTP
+    password or customer address either."""
+    from smtp_server import SmtpTestServer
+
     from flows.run import rollout_run
 
     drawn: list[str] = []
@@ -95,41 +129,58 @@ def test_no_plaintext_pin_is_left_behind(
         drawn.append(pin.reveal())
         return pin
 
-    monkeypatch.setattr(rollout.pins, "generate_pin", spy)
+    monkeypatch.setattr(rollout.pins.batch, "generate_pin", spy)  # where the PIN stage draws
     state = tmp_path / "state"
-    api_db = prefect_api_database_dir()
-    # Prefect's own content (e.g. "port=8080" in a block's docs) is there before our run.
-    before = set().union(*(tokens(text) for _, text in texts_below(api_db)))
-    rollout_run(None, str(SAMPLES), str(state), after_deadline=True)
+    # The API database is the whole session's: four digits other tests (or Prefect's own
+    # content, e.g. "port=8080") left there are no evidence.
+    api_db = prefect_api_database()
+    earlier = tokens(database_text(api_db))
+    password = "Pw-leak-canary-8c1f"
+    monkeypatch.setenv("ROLLOUT_SMTP_USER", "mailer")
+    monkeypatch.setenv("ROLLOUT_SMTP_PASSWORD", password)
+    with SmtpTestServer(credentials=("mailer", password)) as relay:
+        url = f"{relay.url}?insecure_auth=loopback"
+        rollout_run(None, str(SAMPLES), str(state), url, after_deadline=True)
+        assert len(relay.received) > 1_000
     out, err = capfd.readouterr()
 
-    # Four digits that the inputs, the calendar or Prefect already hold are no evidence, nor
+    # Four digits that the inputs or the calendar already hold are no evidence either way, nor
     # are the flows' parameters, which Prefect records (chunk_size=5000).
     inputs = set().union(*(tokens(text) for _, text in texts_below(SAMPLES, REPO / "templates")))
     inputs |= flow_parameter_tokens()
-    public = {p for p in drawn if p in inputs | before or 1900 <= int(p) <= 2100}
+    public = {p for p in drawn if p in inputs or 1900 <= int(p) <= 2100}
     checked = set(drawn) - public
     assert len(drawn) > 500 and len(checked) > 0.8 * len(set(drawn))
 
     prefect_home = Path(os.environ["PREFECT_HOME"])
-    left_behind = [
-        *texts_below(state, prefect_home, api_db),
-        (Path("stdout"), out),
-        (Path("stderr"), err),
+    in_prefect = [*texts_below(prefect_home), (api_db, database_text(api_db))]
+    left_behind = [*texts_below(state), *in_prefect, (Path("stdout"), out), (Path("stderr"), err)]
+    leaks = [
+        (str(path), sorted(tokens(text) & (checked - earlier if path == api_db else checked)))
+        for path, text in left_behind
     ]
-    leaks = [(str(path), sorted(tokens(text) & checked)) for path, text in left_behind]
-    leaks = [(path, pins) for path, pins in leaks if pins]
-    assert leaks == []
+    found = {path: text for path, text in left_behind}
+    where = [(path, pin, _around(found[Path(path)], pin)) for path, pins in leaks for pin in pins]
+    assert where == []
     assert any(p.name == "state.sqlite3" for p, _ in left_behind)
     assert any("outbox" in p.parts for p, _ in left_behind)
+
+    # What Prefect keeps: the runs of this test are there, with no secret and no address.
+    addresses = {
+        a for _, text in texts_below(SAMPLES) for a in SAMPLE_ADDRESSES.findall(text) if "." in a
+    }
+    assert len(addresses) > 1_000
+    prefect_text = "\n".join(text for _, text in in_prefect)
+    assert str(state) in prefect_text  # the flow runs' parameters are in there
+    assert password not in prefect_text
+    assert sorted(a for a in addresses if a in prefect_text) == []
 
     # Nor any pepper or private key, in any spelling (the pipeline never even has the latter).
     secrets = [
         *(spelling for key in TEST_PEPPERS.values() for spelling in spellings(key)),
         *(spelling for private, _ in TEST_SEAL_KEYS.values() for spelling in spellings(private)),
     ]
-    blobs = [*binaries_below(state, prefect_home, api_db), out.encode(), err.encode()]
-    assert any(path.name.startswith("prefect") for path, _ in texts_below(api_db))
+    blobs = [*binaries_below(state, prefect_home, api_db.parent), out.encode(), err.encode()]
     assert not [s for s in secrets for blob in blobs if s in blob]
 
     # Three brands, three peppers, one run: each brand's hashes name its own pepper, and each
@@ -161,14 +212,6 @@ def flow_parameter_tokens() -> set[str]:
         for parameter in inspect.signature(flow_.fn).parameters.values()
     ]
     return set().union(*(tokens(str(d)) for d in defaults))
-
-
-def prefect_api_database_dir() -> Path:
-    """Where the test harness keeps the Prefect API's database (not under PREFECT_HOME)."""
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
-
-    url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
-    return Path(url.split(":///", 1)[1]).parent
 
 
 def spellings(secret: bytes) -> list[bytes]:

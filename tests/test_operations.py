@@ -33,7 +33,16 @@ def test_the_lock_keeps_a_second_run_out_until_its_holder_is_gone(
     tmp_path: Path, child_env: dict[str, str]
 ) -> None:
     state = tmp_path / "state"
-    pins = rollout_cmd("pins", "--brand", "jamobil", "--state-dir", str(state), env=child_env)
+    pins = rollout_cmd(
+        "pins",
+        "--brand",
+        "jamobil",
+        "--exports",
+        str(SAMPLES),
+        "--state-dir",
+        str(state),
+        env=child_env,
+    )
     assert pins.returncode == 0, pins.stderr
     args = ["notify", "--brand", "jamobil", "--state-dir", str(state), "--after-deadline"]
     # The holder runs in a PID namespace of its own, the second run in another (as two
@@ -87,7 +96,14 @@ def test_unreachable_customers_are_listed_for_another_channel(
     state = tmp_path / "state"
     assert (
         rollout_cmd(
-            "pins", "--brand", "pennymobil", "--state-dir", str(state), env=child_env
+            "pins",
+            "--brand",
+            "pennymobil",
+            "--exports",
+            str(SAMPLES),
+            "--state-dir",
+            str(state),
+            env=child_env,
         ).returncode
         == 0
     )

@@ -417,7 +417,9 @@ def test_each_wave_publishes_the_forecast_as_markdown(prefect_api: str, tmp_path
         )
     result = run_flow(scheduled_wave, flow_run=run, parameters=params)
     assert result["pennymobil"]["notify"]["sent"] > 300  # type: ignore[index]
-    artifact = Artifact.get("forecast-pennymobil")
+    from flows.artifacts import artifact_key
+
+    artifact = Artifact.get(artifact_key("forecast", state, "pennymobil"))
     assert artifact is not None and artifact.type == "markdown"
     text = str(artifact.data)
     assert "pennymobil: nobody pending" in text

@@ -125,3 +125,58 @@ def test_eml_filenames_are_plain_and_unique() -> None:
             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
         )
     assert names[0] == "4711.eml"  # ordinary ids keep their name
+
+
+def test_the_command_says_how_many_would_be_mailed_and_how_many_are_shown(
+    tmp_path: Path,
+) -> None:
+    """`preview --limit 3` on the samples, without a Prefect server: the core runs directly
+    (Prefect is not even imported), the counts are those of the whole export, and rejected
+    rows are counted as rejected, not as unreachable."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, SAMPLES
+
+    from rollout.exports import export_path, open_export
+
+    script = (
+        "import sys\n"
+        "from flows.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "assert 'prefect' not in sys.modules, 'preview imported Prefect'\n"
+        "sys.exit(code)\n"
+    )
+    args = ["preview", "--brand", "congstar", "--exports", str(SAMPLES)]
+    args += ["--state-dir", str(tmp_path / "state"), "--out", str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+
+    def preview(*more: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args, *more],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    brand = load_brand("congstar")
+    export = open_export(export_path(SAMPLES, brand), brand)
+    rejects = sum(len(chunk.rejects) for chunk in export.chunks())
+    everyone = preview()
+    would = int(everyone.split(": ", 1)[1].split(" ", 1)[0])
+    assert f"{would} e-mails would be sent, {would} shown" in everyone
+    limited = preview("--limit", "3")
+    assert f"{would} e-mails would be sent, 3 shown" in limited
+    rejected = limited.split("rejected: ", 1)[1].split(";", 1)[0]
+    assert sum(int(part.rsplit(" ", 1)[1]) for part in rejected.split(", ")) == rejects > 0
+    unreachable = limited.split("unreachable: ", 1)[1].split(";", 1)[0]
+    assert "rejected" not in unreachable and "duplicate_customer_id" not in unreachable
+    index = (tmp_path / "out" / "congstar" / "index.html").read_text(encoding="utf-8")
+    assert f'<th>would be mailed</th><td class="num">{would}</td>' in index
+    assert '<th>previewed here</th><td class="num">3</td>' in index
+    assert f'<th>rejected (export rows)</th><td class="num">{rejects}</td>' in index
+    assert not (tmp_path / "state").exists()  # a preview creates no state DB

@@ -6,8 +6,21 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import Annotated
+
+from cronsim import CronSim, CronSimError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from rollout.pins import POLICIES, PinPolicy
 
@@ -99,42 +112,129 @@ def brand_slugs(root: Path | None = None) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/brand.toml"))
 
 
+def _iso_date(value: object) -> object:
+    """TOML dates come as `date`; a quoted "YYYY-MM-DD" is accepted too, nothing else."""
+    if isinstance(value, datetime):
+        raise ValueError("a date (YYYY-MM-DD) without a time")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not a date (YYYY-MM-DD): {value!r}") from None
+    raise ValueError(f"not a date (YYYY-MM-DD): {value!r}")
+
+
+def _cron(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        CronSim(value, datetime(2000, 1, 1))
+    except CronSimError as error:
+        raise ValueError(f"not a cron expression ({error}): {value!r}") from None
+    return value
+
+
+def _policy_name(value: str) -> str:
+    if value not in POLICIES:
+        raise ValueError(f"must be one of {', '.join(POLICIES)}")
+    return value
+
+
+class ExportConfig(BaseModel):
+    """`[export]` in brand.toml."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    delimiter: StrictStr | None = None
+    encoding: StrictStr | None = None
+    columns: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    # write-back column of the sealed PIN; unset: Legi-PIN-Sealed or legi_pin_sealed
+    sealed_column: StrictStr | None = None
+
+
+class SecretsConfig(BaseModel):
+    """`[secrets]` in brand.toml: other names for the environment variables (never values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pepper: StrictStr | None = None
+    pepper_id: StrictStr | None = None
+    seal_key: StrictStr | None = None
+    seal_key_id: StrictStr | None = None
+
+
+class BrandConfig(BaseModel):
+    """What brand.toml must hold; validated before any work starts. Keys it does not know are
+    left for other readers of the file (they are not errors)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    display_name: StrictStr = Field(min_length=1)
+    mandatory_date: Annotated[date, BeforeValidator(_iso_date)]
+    sender_name: StrictStr = Field(min_length=1)
+    sender_address: StrictStr = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    website: StrictStr
+    # A list, even of one: a bare string is refused rather than split into characters.
+    pin_locations: list[StrictStr] = Field(min_length=1)
+    pin_menu: StrictStr
+    daily_quota: StrictInt = Field(default=0, ge=0)
+    schedule: Annotated[StrictStr | None, AfterValidator(_cron)] = None
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    # The rules a customer-chosen PIN is judged by; the e-mail lists exactly these.
+    customer_pin_policy: Annotated[StrictStr, AfterValidator(_policy_name)] = "floor"
+    # How the e-mail looks: brand colour, wordmark, imprint lines for the footer.
+    colour: StrictStr = Field(default="#1a1a1a", pattern=r"^#[0-9a-fA-F]{6}$")
+    wordmark: StrictStr | None = None
+    imprint: list[StrictStr] = Field(default_factory=list)
+
+
+def _first_problem(path: Path, error: ValidationError) -> str:
+    """One line: the file, the setting and what is wrong with it."""
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"] if not isinstance(part, int))
+    if problem["type"] == "missing":
+        return f"{path}: missing setting {where!r}"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{path}: setting {where!r}: {message} (got {problem['input']!r})"
+
+
 def load_brand(slug: str, root: Path | None = None) -> Brand:
     root = root or templates_root()
     path = root / slug / "brand.toml"
     if not path.is_file():
         known = ", ".join(brand_slugs(root)) or "none"
         raise BrandError(f"unknown brand {slug!r}: no {path} (known brands: {known})")
-    with path.open("rb") as f:
-        raw = tomllib.load(f)
     try:
-        hints = raw.get("export", {})
-        return Brand(
-            slug=slug,
-            display_name=str(raw["display_name"]),
-            mandatory_date=_as_date(raw["mandatory_date"]),
-            sender_name=str(raw["sender_name"]),
-            sender_address=str(raw["sender_address"]),
-            website=str(raw["website"]),
-            pin_locations=tuple(str(x) for x in raw["pin_locations"]),
-            pin_menu=str(raw["pin_menu"]),
-            daily_quota=int(raw.get("daily_quota", 0)),
-            schedule=raw.get("schedule") or None,
-            export=ExportHints(
-                delimiter=hints.get("delimiter"),
-                encoding=hints.get("encoding"),
-                columns={str(k): str(v) for k, v in hints.get("columns", {}).items()},
-                sealed_column=hints.get("sealed_column") or None,
-            ),
-            folder=path.parent,
-            secrets=_secret_names(slug, raw.get("secrets", {})),
-            customer_pin_policy=_policy_name(path, raw.get("customer_pin_policy", "floor")),
-            colour=_colour(path, raw.get("colour", "#1a1a1a")),
-            wordmark=str(raw.get("wordmark", raw["display_name"])),
-            imprint=tuple(str(x) for x in raw.get("imprint", ())),
-        )
-    except KeyError as missing:
-        raise BrandError(f"{path}: missing setting {missing}") from None
+        with path.open("rb") as f:
+            config = BrandConfig.model_validate(tomllib.load(f))
+    except tomllib.TOMLDecodeError as error:
+        raise BrandError(f"{path}: not valid TOML: {error}") from None
+    except ValidationError as error:
+        raise BrandError(_first_problem(path, error)) from None
+    return Brand(
+        slug=slug,
+        display_name=config.display_name,
+        mandatory_date=config.mandatory_date,
+        sender_name=config.sender_name,
+        sender_address=config.sender_address,
+        website=config.website,
+        pin_locations=tuple(config.pin_locations),
+        pin_menu=config.pin_menu,
+        daily_quota=config.daily_quota,
+        schedule=config.schedule,
+        export=ExportHints(
+            delimiter=config.export.delimiter,
+            encoding=config.export.encoding,
+            columns=dict(config.export.columns),
+            sealed_column=config.export.sealed_column or None,
+        ),
+        folder=path.parent,
+        secrets=_secret_names(slug, config.secrets.model_dump(exclude_none=True)),
+        customer_pin_policy=config.customer_pin_policy,
+        colour=config.colour,
+        wordmark=config.wordmark or config.display_name,
+        imprint=tuple(config.imprint),
+    )
 
 
 def load_brands(slugs: list[str] | None = None, root: Path | None = None) -> list[Brand]:
@@ -142,28 +242,8 @@ def load_brands(slugs: list[str] | None = None, root: Path | None = None) -> lis
     return [load_brand(s, root) for s in (slugs or brand_slugs(root))]
 
 
-def _as_date(value: object) -> date:
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value))
-
-
-def _secret_names(slug: str, raw: dict[str, object]) -> SecretNames:
+def _secret_names(slug: str, raw: dict[str, str]) -> SecretNames:
     """[secrets] in brand.toml may rename any of the variables; the rest keep their default."""
     default = SecretNames.default(slug)
-    names = {k: str(raw.get(k, getattr(default, k))) for k in default.__dataclass_fields__}
+    names = {k: raw.get(k, getattr(default, k)) for k in default.__dataclass_fields__}
     return SecretNames(**names)
-
-
-def _policy_name(path: Path, value: object) -> str:
-    name = str(value)
-    if name not in POLICIES:
-        raise BrandError(f"{path}: customer_pin_policy must be one of {', '.join(POLICIES)}")
-    return name
-
-
-def _colour(path: Path, value: object) -> str:
-    colour = str(value)
-    if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
-        raise BrandError(f"{path}: colour must be #RRGGBB, got {colour!r}")
-    return colour

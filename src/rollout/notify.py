@@ -42,7 +42,7 @@ def check_deadline(brand: Brand, today: date, after_deadline: bool) -> None:
         raise DeadlinePassed(
             f"{brand.display_name}: the Legi-PIN became mandatory on "
             f"{brand.mandatory_date:%d.%m.%Y}; an announcement now would come too late. "
-            "Pass --after-deadline to send it anyway."
+            "Pass --after-deadline (deployment parameter after_deadline=true) to send it anyway."
         )
 
 
@@ -230,7 +230,9 @@ class Audience:
 
     recipients: list[Recipient] = field(default_factory=list)
     unreachable: list[tuple[str, str]] = field(default_factory=list)  # (customer_id, reason)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # bad export rows
     already_mailed: int = 0
+    not_shown: int = 0  # would be mailed, but beyond `limit`
 
 
 def preview_audience(
@@ -244,13 +246,15 @@ def preview_audience(
         mailed = store.mailed_among(brand.slug, campaign, ids) if store else set()
         known = store.known_hashes(brand.slug, ids) if store else {}
         for reject in chunk.rejects.itertuples(index=False):
-            audience.unreachable.append((str(reject.customer_id), f"rejected: {reject.reason}"))
+            audience.rejected.append((str(reject.customer_id), str(reject.reason)))
         for c in chunk.customers.itertuples(index=False):
             if c.email_problem:
                 audience.unreachable.append((str(c.customer_id), str(c.email_problem)))
             elif c.customer_id in mailed:
                 audience.already_mailed += 1
-            elif limit is None or len(audience.recipients) < limit:
+            elif limit is not None and len(audience.recipients) >= limit:
+                audience.not_shown += 1  # counted, not composed
+            else:
                 recorded = known.get(str(c.customer_id))
                 source = (
                     PinSource.KEPT

@@ -19,15 +19,18 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
 import jinja2
 
-from rollout.brands import Brand
+from rollout.brands import Brand, load_brands
+from rollout.exports import export_path, open_export
 from rollout.messages import Composer
 from rollout.model import Recipient
+from rollout.notify import campaign_id, preview_audience
+from rollout.state import StateStore
 
 INDEX = "index.html"
 # Bodies embedded in index.html; beyond this, rows link to their .eml file only (memory, browser).
@@ -45,6 +48,8 @@ class PreviewSummary:
     index_path: Path
     # Everyone who would be mailed, also those beyond `limit` (and not written).
     would_mail: int = 0
+    # Export rows refused when reading (not customers without an address): reason -> count.
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,17 +70,22 @@ def write_preview(
     recipients: Iterable[Recipient],
     unreachable: Iterable[tuple[str, str]] = (),
     limit: int | None = None,
+    *,
+    rejected: Iterable[tuple[str, str]] = (),
+    not_shown: int = 0,
 ) -> PreviewSummary:
     """Write at most `limit` messages (all when None) and the index; raise TemplateProblem first
-    if the templates are unfit. `unreachable` holds (customer id, reason) pairs."""
+    if the templates are unfit. `unreachable` and `rejected` hold (customer id, reason) pairs;
+    `not_shown` counts those who would be mailed but were left out before (beyond a limit)."""
     if composer.brand.slug != brand.slug:
         raise ValueError(f"composer is for {composer.brand.slug!r}, not {brand.slug!r}")
     composer.validate()
     out_dir.mkdir(parents=True, exist_ok=True)
     reasons = Counter(reason for _, reason in unreachable)
+    refused = Counter(reason for _, reason in rejected)
     entries: list[_Entry] = []
     taken: set[str] = {INDEX}
-    would_mail = 0
+    would_mail = not_shown
     for recipient in recipients:
         if limit is not None and len(entries) >= limit:
             would_mail += 1  # counted, not written
@@ -90,9 +100,49 @@ def write_preview(
         _write(out_dir / name, data)
         entries.append(_entry(recipient, name, data, embed=len(entries) < EMBED_LIMIT))
     index = out_dir / INDEX
-    page = _render_index(brand, composer.campaign, entries, would_mail, reasons)
+    page = _render_index(brand, composer.campaign, entries, would_mail, reasons, refused)
     _write(index, page.encode("utf-8"))
-    return PreviewSummary(brand.slug, len(entries), dict(reasons), index, would_mail)
+    return PreviewSummary(brand.slug, len(entries), dict(reasons), index, would_mail, dict(refused))
+
+
+def preview_brands(
+    brands: list[str] | None, exports_dir: Path, state_dir: Path, out_dir: Path, limit: int | None
+) -> list[str]:
+    """One folder per brand with an .eml per customer (at most `limit`) and an index.html;
+    returns a line per brand: how many would be mailed, how many are shown, rejects, unreachable.
+    Reads the state DB (if any) to leave out who was mailed; changes nothing there."""
+    lines = []
+    store = StateStore.existing(state_dir)
+    try:
+        for b in load_brands(brands):
+            composer = Composer(b, campaign_id(b))
+            composer.validate()
+            export = open_export(export_path(exports_dir, b), b)
+            audience = preview_audience(export, b, store, limit)
+            summary = write_preview(
+                out_dir / b.slug,
+                b,
+                composer,
+                audience.recipients,
+                audience.unreachable,
+                rejected=audience.rejected,
+                not_shown=audience.not_shown,
+            )
+            lines.append(
+                f"{b.slug}: {summary.would_mail} e-mails would be sent, {summary.written} shown "
+                f"({audience.already_mailed} already mailed); "
+                f"rejected: {_counts(summary.rejected_by_reason)}; "
+                f"unreachable: {_counts(summary.unreachable_by_reason)}; "
+                f"open {summary.index_path}"
+            )
+    finally:
+        if store:
+            store.close()
+    return lines
+
+
+def _counts(by_reason: dict[str, int]) -> str:
+    return ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items())) or "none"
 
 
 def eml_filename(customer_id: str, taken: set[str]) -> str:
@@ -146,7 +196,12 @@ def _body(msg: EmailMessage, subtype: str) -> str:
 
 
 def _render_index(
-    brand: Brand, campaign: str, entries: list[_Entry], would_mail: int, reasons: Counter[str]
+    brand: Brand,
+    campaign: str,
+    entries: list[_Entry],
+    would_mail: int,
+    reasons: Counter[str],
+    refused: Counter[str],
 ) -> str:
     embedded = [e for e in entries if e.html is not None]  # a prefix of entries
     first_of_variant = {e.variant: i for i, e in reversed(list(enumerate(embedded, 1)))}
@@ -159,6 +214,8 @@ def _render_index(
         would_mail=would_mail,
         reasons=reasons.most_common(),
         unreachable=sum(reasons.values()),
+        refused=refused.most_common(),
+        rejected=sum(refused.values()),
         embed_limit=EMBED_LIMIT,
     )
 
@@ -192,6 +249,10 @@ _INDEX_TEMPLATE = _ENV.from_string(
 <tr><th>previewed here</th><td class="num">{{ entries|length }}</td></tr>
 <tr><th>unreachable</th><td class="num">{{ unreachable }}</td></tr>
 {% for reason, count in reasons %}
+<tr><td>&nbsp;&nbsp;{{ reason }}</td><td class="num">{{ count }}</td></tr>
+{% endfor %}
+<tr><th>rejected (export rows)</th><td class="num">{{ rejected }}</td></tr>
+{% for reason, count in refused %}
 <tr><td>&nbsp;&nbsp;{{ reason }}</td><td class="num">{{ count }}</td></tr>
 {% endfor %}
 </table>

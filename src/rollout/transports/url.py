@@ -29,6 +29,8 @@ def open_transport(url: str, *, env: Mapping[str, str] = os.environ) -> Transpor
     scheme = scheme.lower()
     if not colon:
         raise TransportConfigError(f"transport {_redact(url)!r} has no scheme: {_USAGE}")
+    if "{" in url or "}" in url:  # a placeholder left over, or a typo: not a path or a host
+        raise TransportConfigError(f"transport {_redact(url)!r}: braces are not allowed")
     if scheme == "maildir":
         return _maildir_from_url(rest)
     if scheme in SCHEMES:
