@@ -282,7 +282,9 @@ def test_rollout_pins_without_a_pepper_exits_2_in_one_line(
 ) -> None:
     monkeypatch.delenv("JAMOBIL_PIN_PEPPER")
     monkeypatch.delenv("JAMOBIL_PIN_PEPPER_ID")
-    code = main(["pins", "--brand", "jamobil", "--state-dir", str(tmp_path)])
+    code = main(
+        ["pins", "--brand", "jamobil", "--exports", str(SAMPLES), "--state-dir", str(tmp_path)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--unpeppered" in err
     assert not (tmp_path / "state.sqlite3").exists()  # refused before anything started
@@ -316,7 +318,16 @@ def test_rollout_pins_unpeppered_works_and_still_seals(
 ) -> None:
     monkeypatch.delenv("PENNYMOBIL_PIN_PEPPER")
     monkeypatch.delenv("PENNYMOBIL_PIN_PEPPER_ID")
-    args = ["pins", "--brand", "pennymobil", "--state-dir", str(tmp_path), "--unpeppered"]
+    args = [
+        "pins",
+        "--brand",
+        "pennymobil",
+        "--exports",
+        str(SAMPLES),
+        "--state-dir",
+        str(tmp_path),
+    ]
+    args.append("--unpeppered")
     assert main(args) == 0
     assert "hashing WITHOUT a pepper (--unpeppered)" in capsys.readouterr().err
     with StateStore.in_dir(tmp_path) as store:
