@@ -300,7 +300,7 @@ def test_params_from_env() -> None:
     assert HashParams.from_env({}) == HashParams()
     with pytest.raises(ValueError, match="ROLLOUT_ARGON2_TIME_COST"):
         HashParams.from_env({"ROLLOUT_ARGON2_TIME_COST": "two"})
-    with pytest.raises(ValueError, match="memory_kib"):
+    with pytest.raises(ValueError, match="MEMORY_KIB must be at least 8"):
         HashParams.from_env({"ROLLOUT_ARGON2_PARALLELISM": "4", "ROLLOUT_ARGON2_MEMORY_KIB": "16"})
 
 

@@ -6,6 +6,7 @@ paths, and `serve` without a Prefect server.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from conftest import REPO, SAMPLES
 
 from flows.cli import main
 from rollout.brands import BrandError, load_brand
-from rollout.settings import SettingsError, load_settings
+from rollout.pins import HashParams
+from rollout.settings import SettingsError, argon2_cost, load_settings
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
 
@@ -120,6 +122,9 @@ def test_argon2_memory_must_cover_the_lanes(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ROLLOUT_ARGON2_MEMORY_KIB", "16")
     with pytest.raises(SettingsError, match="ROLLOUT_ARGON2_MEMORY_KIB must be at least 8"):
         load_settings()
+    monkeypatch.delenv("ROLLOUT_TEST_ONLY_CHEAP_ARGON2")
+    with pytest.raises(SettingsError, match="ROLLOUT_ARGON2_MEMORY_KIB must be at least 8"):
+        HashParams.from_env()  # one home: the hasher reads the same settings
 
 
 def test_a_flag_beats_the_environment_which_beats_the_default(
@@ -130,7 +135,7 @@ def test_a_flag_beats_the_environment_which_beats_the_default(
     assert load_settings().exports == SAMPLES
     assert load_settings(exports=tmp_path).exports == tmp_path
     monkeypatch.setenv("ROLLOUT_ARGON2_TIME_COST", "")  # empty: the default
-    assert load_settings().argon2_time_cost == 2
+    assert argon2_cost(os.environ).time_cost == 2
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,11 @@ are read where they are used and never become a parameter.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "ROLLOUT_"
@@ -27,10 +29,6 @@ class Settings(BaseSettings):
     # Folder with one <brand>.csv per brand; no default: a real run names its exports.
     exports: Path | None = None
     transport: str | None = None
-    # argon2id cost (OWASP minimum by default); the bounds are argon2's own.
-    argon2_time_cost: int = Field(default=2, ge=1)
-    argon2_memory_kib: int = Field(default=19_456, ge=8, lt=2**32)
-    argon2_parallelism: int = Field(default=1, ge=1, lt=2**24)
 
     def require_exports(self) -> Path:
         if self.exports is None:
@@ -49,17 +47,46 @@ def load_settings(**flags: object) -> Settings:
     try:
         settings = Settings(**given)  # type: ignore[arg-type]
     except ValidationError as error:
-        problem = error.errors()[0]
-        name = str(problem["loc"][0]) if problem["loc"] else "setting"
-        source = f"--{name.replace('_', '-')}" if name in given else f"{PREFIX}{name.upper()}"
-        message = str(problem["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"{source}: {message}, got {problem['input']!r}") from None
-    if settings.argon2_memory_kib < 8 * settings.argon2_parallelism:
+        raise SettingsError(_one_line(error, given)) from None
+    argon2_cost(os.environ)  # checked with the rest, before any work
+    return settings
+
+
+class Argon2Cost(BaseModel):
+    """argon2id cost from `ROLLOUT_ARGON2_*` (OWASP's minimum by default); the bounds are
+    argon2's own. The pins package adds OWASP's floor."""
+
+    model_config = ConfigDict(frozen=True)
+    time_cost: int = Field(default=2, ge=1)
+    memory_kib: int = Field(default=19_456, ge=8, lt=2**32)
+    parallelism: int = Field(default=1, ge=1, lt=2**24)
+
+
+def argon2_cost(env: Mapping[str, str]) -> Argon2Cost:
+    """The cost the environment asks for; SettingsError (one line, naming the variable)."""
+    given = {
+        name: value.strip()
+        for name in Argon2Cost.model_fields
+        if (value := env.get(f"{PREFIX}ARGON2_{name.upper()}", "")).strip()
+    }
+    try:
+        cost = Argon2Cost(**given)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_one_line(error, {}, f"{PREFIX}ARGON2_")) from None
+    if cost.memory_kib < 8 * cost.parallelism:
         raise SettingsError(
             f"{PREFIX}ARGON2_MEMORY_KIB must be at least 8 × {PREFIX}ARGON2_PARALLELISM "
-            f"({8 * settings.argon2_parallelism}), got {settings.argon2_memory_kib}"
+            f"({8 * cost.parallelism}), got {cost.memory_kib}"
         )
-    return settings
+    return cost
+
+
+def _one_line(error: ValidationError, flags: Mapping[str, object], prefix: str = PREFIX) -> str:
+    problem = error.errors()[0]
+    name = str(problem["loc"][0]) if problem["loc"] else "setting"
+    source = f"--{name.replace('_', '-')}" if name in flags else f"{prefix}{name.upper()}"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{source}: {message}, got {problem['input']!r}"
 
 
 def exports_folder(given: str | None) -> str:

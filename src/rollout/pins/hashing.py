@@ -19,6 +19,7 @@ from argon2.exceptions import HashingError, VerifyMismatchError
 
 from rollout.pins.policy import FOUR_DIGITS
 from rollout.pins.secret import SecretPin
+from rollout.settings import argon2_cost
 
 _SALT_LEN = 16
 _HASH_LEN = 32
@@ -82,12 +83,8 @@ class HashParams:
         env = os.environ if environ is None else environ
         if env.get(TEST_ONLY_CHEAP_ARGON2, "").strip() == "1":
             return CHEAP_TEST_PARAMS
-        default = cls()
-        params = cls(
-            time_cost=_env_int(env, "ROLLOUT_ARGON2_TIME_COST", default.time_cost),
-            memory_kib=_env_int(env, "ROLLOUT_ARGON2_MEMORY_KIB", default.memory_kib),
-            parallelism=_env_int(env, "ROLLOUT_ARGON2_PARALLELISM", default.parallelism),
-        )
+        cost = argon2_cost(env)  # parsed and bounded where every setting is
+        params = cls(cost.time_cost, cost.memory_kib, cost.parallelism)
         if not params.meets_owasp_minimum:
             raise ValueError(
                 f"argon2id cost t={params.time_cost}, m={params.memory_kib} KiB is below OWASP's "
@@ -103,16 +100,6 @@ OWASP_ARGON2ID = ((47_104, 1), (19_456, 2), (12_288, 3), (9_216, 4), (7_168, 5))
 # format, a few µs a hash; never set it for real customers.
 TEST_ONLY_CHEAP_ARGON2 = "ROLLOUT_TEST_ONLY_CHEAP_ARGON2"
 CHEAP_TEST_PARAMS = HashParams(time_cost=1, memory_kib=64, parallelism=1)
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
