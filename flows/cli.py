@@ -75,9 +75,13 @@ def check_input(a: argparse.Namespace) -> None:
         load_brands(a.brands)
     if getattr(a, "brand", None):
         load_brand(a.brand)
-    for path in getattr(a, "paths", None) or ():
-        if not path.exists():
-            raise SettingsError(f"{path}: no such file or folder")
+    if getattr(a, "paths", None):  # bounce files: a typo must not look like "nothing bounced"
+        from rollout.bounces import MissingPath, check_paths
+
+        try:
+            check_paths(a.paths)
+        except MissingPath as error:
+            raise SettingsError(str(error)) from None
     settings(a)
 
 
@@ -388,8 +392,6 @@ def cmd_unlock(a: argparse.Namespace) -> int:
 def cmd_bounces(a: argparse.Namespace) -> int:
     """Exit 0 when every message was read, 1 when some stay unparsed (listed by name; they
     need a human), 2 when a path is missing or the state dir has no state DB."""
-    from rollout.bounces import MissingPath, check_paths
-
     if a.clear_sender_problems and not a.paths:
         return _clear_sender_problems(a)
     problem = (
@@ -401,11 +403,6 @@ def cmd_bounces(a: argparse.Namespace) -> int:
     )
     if problem:
         print(f"rollout: error: bounces: {problem}", file=sys.stderr)
-        return 2
-    try:
-        check_paths(a.paths)
-    except MissingPath as error:
-        print(f"rollout: error: {error}", file=sys.stderr)
         return 2
     if a.dry_run:
         return _bounces_dry_run(a)

@@ -87,8 +87,8 @@ def test_an_unknown_policy_or_colour_in_brand_toml_is_refused(tmp_path: Path) ->
     toml = tmp_path / "t" / "congstar" / "brand.toml"
     original = toml.read_text(encoding="utf-8")
     toml.write_text(original.replace('"floor"', '"lenient"'), encoding="utf-8")
-    with pytest.raises(BrandError, match="customer_pin_policy must be one of floor, strict"):
+    with pytest.raises(BrandError, match="'customer_pin_policy': must be one of floor, strict"):
         load_brand("congstar", tmp_path / "t")
     toml.write_text(original.replace('colour = "#', 'colour = "red'), encoding="utf-8")
-    with pytest.raises(BrandError, match="colour must be #RRGGBB"):
+    with pytest.raises(BrandError, match="'colour': must be #RRGGBB"):
         load_brand("congstar", tmp_path / "t")

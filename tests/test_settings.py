@@ -223,7 +223,7 @@ def test_bounces_from_a_missing_path_is_an_error(
 ) -> None:
     state = tmp_path / "state"
     assert main(["bounces", str(tmp_path / "nope.csv"), "--state-dir", str(state)]) == 2
-    assert "nope.csv: no such file or folder" in one_line(capsys.readouterr().err)
+    assert f"no such file or directory: {tmp_path}/nope.csv" in one_line(capsys.readouterr().err)
     assert not state.exists()
 
 

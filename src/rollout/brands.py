@@ -136,6 +136,12 @@ def _cron(value: str | None) -> str | None:
     return value
 
 
+def _colour(value: str) -> str:
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        raise ValueError("must be #RRGGBB")
+    return value
+
+
 def _policy_name(value: str) -> str:
     if value not in POLICIES:
         raise ValueError(f"must be one of {', '.join(POLICIES)}")
@@ -183,7 +189,7 @@ class BrandConfig(BaseModel):
     # The rules a customer-chosen PIN is judged by; the e-mail lists exactly these.
     customer_pin_policy: Annotated[StrictStr, AfterValidator(_policy_name)] = "floor"
     # How the e-mail looks: brand colour, wordmark, imprint lines for the footer.
-    colour: StrictStr = Field(default="#1a1a1a", pattern=r"^#[0-9a-fA-F]{6}$")
+    colour: Annotated[StrictStr, AfterValidator(_colour)] = "#1a1a1a"
     wordmark: StrictStr | None = None
     imprint: list[StrictStr] = Field(default_factory=list)
 
