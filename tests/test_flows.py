@@ -21,7 +21,7 @@ from conftest import REPO, SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS
 import rollout.pins
 from rollout.brands import load_brand
 from rollout.seal import open_pin
-from rollout.synthetic import write_synthetic_export
+from synthetic import write_synthetic_export
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
 
