@@ -9,6 +9,7 @@ import os
 import platform
 import resource
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -18,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# tools/ (the synthetic export generator, the SMTP sink) is not installed with the package; every
+# script imports this module first, as tests get tools/ from pytest's `pythonpath`.
+sys.path.insert(0, str(REPO / "tools"))
 
 # argon2id cost for benchmarks that are not about hashing: the one test-only switch, as the test
 # suite uses it (t=1, 64 KiB; a cost below OWASP's is refused otherwise).

@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rollout.brands import load_brand
         from rollout.exports import export_path
         from rollout.pins import PinHasher
-        from rollout.synthetic import write_synthetic_export
+        from synthetic import write_synthetic_export
 
         params = PinHasher.from_env().params
         print(machine_line())

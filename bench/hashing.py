@@ -49,7 +49,7 @@ from rollout.exports import export_path, open_export
 from rollout.pins import HashParams, PinHasher, SecretPin, generate_pin, new_pin_hashes
 from rollout.seal import PinSealer, new_key_pair
 from rollout.state import StateStore
-from rollout.synthetic import write_synthetic_export
+from synthetic import write_synthetic_export
 
 TARGET = 0.9
 SEAL_SHARE_TARGET = 0.02

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/scale.py [--rows 100000 1000000] [--chunk-size 20000]
 
-For each size, a synthetic congstar export (`rollout.synthetic.write_synthetic_export`, default
+For each size, a synthetic congstar export (`tools/synthetic.py`: `write_synthetic_export`, default
 shares: 10 % already hashed, 0.1 % bad rows, 1.5 % without a usable address) is generated in one
 subprocess, then measured in a fresh one: `open_export` + `assign_pins` (the core, no Prefect)
 with `local_hash_map(hasher, threads=cores)`, into an empty state dir. argon2id is made cheap
@@ -52,7 +52,7 @@ MIB_PER_MB = 1e6 / 2**20  # the target is in MB (10^6 bytes); VmRSS is in KiB
 
 def generate(path: Path, rows: int) -> dict[str, float]:
     """In the child: write the export; report this process's own peak."""
-    from rollout.synthetic import write_synthetic_export
+    from synthetic import write_synthetic_export
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with Timer() as t:

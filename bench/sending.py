@@ -3,7 +3,7 @@
     .venv/bin/python bench/sending.py [--n0 2000] [--n20 1000] [--connections-0ms 16]
                                       [--connections-20ms 64] [--repeat 3] [--sweep]
 
-The SMTP server is `tests/smtp_server.py` in sink mode, in its own process, answering DATA at
+The SMTP server is `tools/smtp_server.py` in sink mode, in its own process, answering DATA at
 once (0 ms) or after 20 ms (a slow relay). The state DB comes from the PIN stage on a synthetic
 congstar export (argon2 made cheap through ROLLOUT_ARGON2_TIME_COST=1, _MEMORY_KIB=64: hashing is
 not measured here). For each delay, N messages go out three ways:
@@ -73,8 +73,8 @@ from rollout.model import Recipient  # noqa: E402
 from rollout.notify import StoreJournal, campaign_id, notify_brand, outgoing  # noqa: E402
 from rollout.pins import PinHasher  # noqa: E402
 from rollout.state import StateStore  # noqa: E402
-from rollout.synthetic import write_synthetic_export  # noqa: E402
 from rollout.transports import open_transport  # noqa: E402
+from synthetic import write_synthetic_export  # noqa: E402
 
 HOST = "127.0.0.1"
 SPEEDUP_TARGET_20MS = 15.0
@@ -96,8 +96,8 @@ class Sink:
 
 @contextmanager
 def smtp_sink(delay_ms: float) -> Iterator[Sink]:
-    """`tests/smtp_server.py` as a counting sink in its own process."""
-    command = [sys.executable, str(REPO / "tests" / "smtp_server.py")]
+    """`tools/smtp_server.py` as a counting sink in its own process."""
+    command = [sys.executable, str(REPO / "tools" / "smtp_server.py")]
     command += ["--host", HOST, "--port", "0", "--delay-ms", str(delay_ms)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None

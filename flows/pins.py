@@ -128,6 +128,5 @@ def pins_all(
     exports = exports_folder(exports_dir)
     where = placement(dask_address)
     return [
-        where.run(b.slug, exports, state_dir, chunk_size, unpeppered)
-        for b in load_brands(brands)
+        where.run(b.slug, exports, state_dir, chunk_size, unpeppered) for b in load_brands(brands)
     ]

@@ -10,7 +10,7 @@ import pytest
 
 from rollout import addresses
 from rollout.addresses import NAME_MAX_LENGTH, check_address, clean_name, redact_addresses
-from rollout.synthetic import DOMAINS, FIRST_NAMES, LAST_NAMES, email_local
+from synthetic import DOMAINS, FIRST_NAMES, LAST_NAMES, email_local
 
 
 @pytest.mark.parametrize(

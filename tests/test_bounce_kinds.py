@@ -15,7 +15,6 @@ from dsn_fixtures import (
     soft_bounce,
     write_eml,
 )
-from smtp_server import SmtpTestServer
 from test_notify import FAST_RETRY, notify, prepared_state, reachable
 
 from rollout.bounces import apply_bounces, iter_bounces
@@ -24,6 +23,7 @@ from rollout.notify import campaign_id, resend_brand
 from rollout.report import brand_status, needs_attention
 from rollout.state import StateStore
 from rollout.transports import open_transport
+from smtp_server import SmtpTestServer
 
 BRAND = "jamobil"
 

@@ -11,6 +11,17 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+
+from rollout.delivery import (
+    DeliverySettings,
+    DeliveryStats,
+    Outcome,
+    OutgoingMessage,
+    RateLimiter,
+    backoff_delay,
+    deliver,
+)
+from rollout.transports import CampaignBlocked, open_transport
 from smtp_server import (
     Fault,
     Received,
@@ -24,17 +35,6 @@ from smtp_server import (
     slow_reply,
     tempfail,
 )
-
-from rollout.delivery import (
-    DeliverySettings,
-    DeliveryStats,
-    Outcome,
-    OutgoingMessage,
-    RateLimiter,
-    backoff_delay,
-    deliver,
-)
-from rollout.transports import CampaignBlocked, open_transport
 
 FAST = DeliverySettings(connections=3, backoff_base=0.005, backoff_max=0.02)
 

@@ -18,7 +18,7 @@ from rollout.exports import (
     export_path,
     open_export,
 )
-from rollout.synthetic import HASH_PLACEHOLDER, SPECS, STYLES, Style, plan_sample
+from synthetic import HASH_PLACEHOLDER, SPECS, STYLES, Style, plan_sample
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 TODAY = date(2024, 6, 1)

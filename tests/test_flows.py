@@ -21,7 +21,7 @@ from conftest import REPO, SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS
 import rollout.pins
 from rollout.brands import load_brand
 from rollout.seal import open_pin
-from rollout.synthetic import write_synthetic_export
+from synthetic import write_synthetic_export
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
 
@@ -117,9 +117,8 @@ def test_no_plaintext_pin_is_left_behind(
     """Nothing a run leaves behind (state dir, Prefect home, the Prefect API database, the
     terminal) holds a PIN it drew, a pepper or a private key; Prefect's database holds no SMTP
     password or customer address either."""
-    from smtp_server import SmtpTestServer
-
     from flows.run import rollout_run
+    from smtp_server import SmtpTestServer
 
     drawn: list[str] = []
     real_generate = rollout.pins.generate_pin

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
-from smtp_server import SmtpTestServer, disconnect, lost_reply, reject, tempfail
 
 from rollout.assign import assign_pins, local_hash_map
 from rollout.brands import load_brand
@@ -32,6 +31,7 @@ from rollout.notify import (
 )
 from rollout.state import StateStore
 from rollout.transports import open_transport
+from smtp_server import SmtpTestServer, disconnect, lost_reply, reject, tempfail
 
 FAST_RETRY = DeliverySettings(connections=3, max_attempts=4, backoff_base=0.01, backoff_max=0.05)
 

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from conftest import REPO, SAMPLES
-from smtp_server import serve
 
 from flows.artifacts import artifact_key, by_brand_markdown
+from smtp_server import serve
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
 KEY = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

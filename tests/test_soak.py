@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+
+from rollout.brands import load_brand
+from rollout.notify import campaign_id
+from rollout.state import StateStore
 from smtp_server import (
     SmtpTestServer,
     disconnect,
@@ -27,10 +31,6 @@ from smtp_server import (
     slow_reply,
     tempfail,
 )
-
-from rollout.brands import load_brand
-from rollout.notify import campaign_id
-from rollout.state import StateStore
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
 CUSTOMERS = 1500

@@ -16,12 +16,12 @@ from uuid import UUID
 
 import pytest
 from conftest import REPO, SAMPLES
-from smtp_server import SmtpTestServer, self_signed, serve
 from test_notify import prepared_state, reachable
 
 from rollout.brands import load_brand
 from rollout.notify import SendingBlocked, campaign_id
 from rollout.state import StateStore
+from smtp_server import SmtpTestServer, self_signed, serve
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
 CREDS = {"ROLLOUT_SMTP_USER": "mailer", "ROLLOUT_SMTP_PASSWORD": "s3cret-Pa55"}

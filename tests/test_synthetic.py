@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from rollout import synthetic
+import synthetic
 from rollout.brands import load_brand
 from rollout.exports import REJECT_REASONS, open_export
 from rollout.pins import is_pin_hash
-from rollout.synthetic import (
+from synthetic import (
     HASH_PLACEHOLDER,
     KNOWN_CASES,
     SPECS,

@@ -14,19 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from smtp_server import (
-    Fault,
-    SmtpTestServer,
-    disconnect,
-    drop,
-    garbled_reply,
-    lost_reply,
-    reject,
-    self_signed,
-    serve,
-    slow_reply,
-    tempfail,
-)
 
 from rollout.transports import (
     CampaignBlocked,
@@ -40,6 +27,19 @@ from rollout.transports import (
     TransportConfigError,
     maildir_name,
     open_transport,
+)
+from smtp_server import (
+    Fault,
+    SmtpTestServer,
+    disconnect,
+    drop,
+    garbled_reply,
+    lost_reply,
+    reject,
+    self_signed,
+    serve,
+    slow_reply,
+    tempfail,
 )
 
 CREDS = {"ROLLOUT_SMTP_USER": "mailer", "ROLLOUT_SMTP_PASSWORD": "s3cret-Pa55"}
@@ -353,7 +353,12 @@ def test_maildir_names() -> None:
 
 def test_server_runs_as_a_sink_process() -> None:
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("smtp_server.py")), "--delay-ms", "1"],
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "tools" / "smtp_server.py"),
+            "--delay-ms",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,8 +9,8 @@ import pytest
 
 from rollout.brands import load_brand
 from rollout.exports import Export, ExportFormat, open_export
-from rollout.synthetic import STYLES, Style, plan_sample
 from rollout.writeback import WritebackWriter, writeback_path
+from synthetic import STYLES, Style, plan_sample
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 NEW_HASH = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdG5ld3NhbHQ$" + "A" * 43

@@ -7,6 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +25,10 @@ from pydantic import (
 
 from rollout.pins import POLICIES, PinPolicy
 
-# The repository's templates folder; ROLLOUT_TEMPLATES points elsewhere (e.g. an installed copy).
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+# The top-level templates/ folder, installed as the package `rollout_templates` (see setup.py):
+# the repository's folder in an editable install, the wheel's copy otherwise. ROLLOUT_TEMPLATES
+# points elsewhere.
+TEMPLATES_PACKAGE = "rollout_templates"
 
 
 class BrandError(ValueError):
@@ -103,7 +106,17 @@ class Brand:
 
 
 def templates_root() -> Path:
-    return Path(os.environ.get("ROLLOUT_TEMPLATES", DEFAULT_TEMPLATES))
+    """$ROLLOUT_TEMPLATES if set, else the installed `rollout_templates` package's folder."""
+    override = os.environ.get("ROLLOUT_TEMPLATES")
+    return Path(override) if override else default_templates()
+
+
+def default_templates() -> Path:
+    """The templates shipped with the package (a folder on disk: wheels install unzipped)."""
+    root = files(TEMPLATES_PACKAGE)
+    if not isinstance(root, Path):
+        raise BrandError(f"the templates of {TEMPLATES_PACKAGE} are not a folder on disk: {root}")
+    return root
 
 
 def brand_slugs(root: Path | None = None) -> list[str]:

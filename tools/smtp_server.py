@@ -14,7 +14,7 @@ and `garbled_reply` (store, answer with a line that is no reply).
 
 In its own process (benchmarks), as a sink that counts:
 
-    python tests/smtp_server.py --port 0 --delay-ms 20
+    python tools/smtp_server.py --port 0 --delay-ms 20
     # prints the port on the first line; on SIGTERM/SIGINT prints a JSON summary and exits
 """
 

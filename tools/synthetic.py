@@ -1,9 +1,13 @@
 """Synthetic CRM exports: the committed samples, and large files for benchmarks.
 
-Everything is seeded, so the same call writes the same bytes.
+Test and benchmark tooling, not part of the product (the wheel does not ship it). Everything is
+seeded, so the same call writes the same bytes. From the repository root:
 
-    python -m rollout.synthetic samples data/samples
-    python -m rollout.synthetic export /tmp/congstar.csv --rows 1000000 --style congstar
+    .venv/bin/python tools/synthetic.py samples data/samples
+    .venv/bin/python tools/synthetic.py export /tmp/congstar.csv --rows 1000000 --style congstar
+
+Tests import it as `synthetic` (pytest puts tools/ on sys.path), benchmarks through
+bench/_common.py.
 
 Three styles, one per brand, each written the way that brand's CRM dumps it:
 
@@ -16,7 +20,8 @@ Three styles, one per brand, each written the way that brand's CRM dumps it:
 Samples (`plan_sample` / `write_sample`) hold a few hundred customers plus `KNOWN_CASES`: one row
 per reject reason and per kind of unreachable or hostile customer, each with the outcome the
 reader must produce; tests compare the committed files with the plan. Pre-existing hashes are real
-argon2id hashes of random PINs with cheap parameters and seeded salts (their PINs are unknown).
+argon2id hashes of random PINs, at OWASP's minimum cost (t=2, m=19 MiB, p=1: what a real
+export holds) with seeded salts (their PINs are unknown).
 
 Large exports (`write_synthetic_export`) are built with numpy in blocks and streamed to disk; their
 pre-existing hashes come from a small pool of real argon2id hashes, reused (it is test data).
@@ -190,7 +195,7 @@ _ARGON2 = {"time_cost": 2, "memory_cost": 19_456, "parallelism": 1, "hash_len": 
 
 
 def argon2id_hash(pin: str, salt: bytes) -> str:
-    """A real argon2id hash with cheap parameters and a given salt (deterministic test data)."""
+    """A real argon2id hash at OWASP's minimum cost with a given salt (deterministic test data)."""
     return hash_secret(pin.encode(), salt, type=Type.ID, **_ARGON2).decode("ascii")
 
 
@@ -679,7 +684,7 @@ def _to_csv(frame: pd.DataFrame, f: TextIO, spec: StyleSpec) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rollout.synthetic", description=__doc__.split("\n")[0] if __doc__ else None
+        prog="tools/synthetic.py", description=__doc__.split("\n")[0] if __doc__ else None
     )
     commands = parser.add_subparsers(dest="command", required=True)
     samples = commands.add_parser("samples", help="write the three sample exports")
