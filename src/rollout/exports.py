@@ -40,6 +40,7 @@ from pandas.io.parsers import TextFileReader
 
 from rollout.addresses import check_address, clean_name
 from rollout.brands import Brand
+from rollout.pins import is_pin_hash
 
 # In order of precedence: a row with several problems is rejected for the first that applies.
 REJECT_REASONS: tuple[str, ...] = (
@@ -705,7 +706,6 @@ def _stripped(values: pd.Series) -> ObjectArray:
 
 def _pin_hashes(values: pd.Series) -> tuple[ObjectArray, ObjectArray]:
     """(valid hash or None, problem or "") per row; the value is never shown: it may be a PIN."""
-    is_pin_hash = _pin_hash_check()
     stripped = _stripped(values)
     present = np.flatnonzero(stripped != "")
     valid = np.fromiter(map(is_pin_hash, stripped[present]), dtype=bool, count=len(present))
@@ -715,12 +715,6 @@ def _pin_hashes(values: pd.Series) -> tuple[ObjectArray, ObjectArray]:
     bad = present[~valid]
     problems[bad] = [f"not a Legi-PIN hash ({len(v)} characters, not shown)" for v in stripped[bad]]
     return hashes, problems
-
-
-def _pin_hash_check() -> Callable[[str], bool]:
-    from rollout.pins import is_pin_hash  # imported late: rollout.pins may import this module
-
-    return is_pin_hash
 
 
 def _customers(rows: pd.DataFrame, parsed: _Parsed, fmt: ExportFormat) -> pd.DataFrame:
