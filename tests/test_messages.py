@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout.addresses import clean_name
 from rollout.brands import load_brand, templates_root
 from rollout.messages import (
     HEADER_NAMES,
@@ -21,7 +22,6 @@ from rollout.messages import (
     TemplateProblem,
     german_date,
     join_de,
-    safe_display_name,
     sample_recipient,
     to_bytes,
 )
@@ -125,7 +125,7 @@ def test_fast_wire_form_equals_stdlib_serialisation(
     assert composer.compose_bytes(recipient, date=WHEN) == expected == to_bytes(msg)
     parsed_to = parse(expected)["To"].addresses[0]
     assert parsed_to.addr_spec == recipient.email
-    name = safe_display_name(f"{recipient.first_name} {recipient.last_name}")
+    name = clean_name(f"{recipient.first_name} {recipient.last_name}")
     # A long name needs several encoded words; Python's parser (unlike RFC 2047 and mail
     # clients) keeps the folding space between them, so compare without spaces.
     assert parsed_to.display_name.replace(" ", "") == name.replace(" ", "")

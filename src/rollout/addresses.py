@@ -97,7 +97,11 @@ def _validated(value: str) -> tuple[str, str | None]:
 # Line breaks and other separators become spaces; invisible format/unassigned characters go.
 _AS_SPACE = frozenset({"Cc", "Zl", "Zp", "Zs"})
 _DROPPED = frozenset({"Cf", "Cs", "Co", "Cn"})
-_WHITESPACE = re.compile(r"\s+")
+
+
+def one_line(text: str) -> str:
+    """Collapse every kind of whitespace (CR, LF, tabs, Unicode line separators) to one space."""
+    return " ".join(text.split())
 
 
 def clean_name(raw: str) -> str:
@@ -120,7 +124,7 @@ def clean_name(raw: str) -> str:
     text = "".join(_clean_char(c) for c in raw)
     while "=?" in text:  # removing one may join the next: "==??"
         text = text.replace("=?", "")
-    text = unicodedata.normalize("NFC", _WHITESPACE.sub(" ", text).strip())
+    text = unicodedata.normalize("NFC", one_line(text))
     return text[:NAME_MAX_LENGTH].rstrip()
 
 

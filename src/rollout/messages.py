@@ -32,6 +32,7 @@ import css_inline
 import email_validator
 import jinja2
 
+from rollout.addresses import clean_name, one_line
 from rollout.brands import Brand, templates_root
 from rollout.model import PinSource, Recipient
 
@@ -69,7 +70,6 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ATOMS = re.compile(rf"{_ATEXT}(?: {_ATEXT})*")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+")
-_MAX_NAME = 120
 # The headers of every message, nothing else (validate checks the hostile sample against it).
 HEADER_NAMES = frozenset(
     (
@@ -109,20 +109,6 @@ def join_de(items: Iterable[str]) -> str:
     if len(words) < 2:
         return "".join(words)
     return f"{', '.join(words[:-1])} und {words[-1]}"
-
-
-def one_line(text: str) -> str:
-    """Collapse every kind of whitespace (CR, LF, tabs, Unicode line separators) to one space."""
-    return " ".join(text.split())
-
-
-def safe_display_name(name: str) -> str:
-    """A display name that cannot break out of its header, whatever the intake let through."""
-    # Non-printable covers CR, LF, all controls, Unicode line/paragraph separators and bidi marks.
-    name = one_line("".join(c if c.isprintable() else " " for c in name))
-    while "=?" in name:  # RFC 2047 start (CVE-2024-6923); removing one may join a new one
-        name = name.replace("=?", "")
-    return name[:_MAX_NAME].strip()
 
 
 def sample_recipient(pin_source: PinSource = PinSource.GENERATED) -> Recipient:
@@ -187,9 +173,7 @@ class Composer:
         self._html = self._load(HTML)
         # Never fetch a stylesheet from the network while building a customer's mail.
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
-        self._from = address_header(
-            "From", safe_display_name(brand.sender_name), brand.sender_address
-        )
+        self._from = address_header("From", clean_name(brand.sender_name), brand.sender_address)
         self._subjects: dict[str, str] = {}
         # Inlined HTML per (variant, has a name) with placeholders for the customer's values;
         # trusted only after validate() has shown it equals rendering each mail in full.
@@ -405,7 +389,7 @@ def to_header(recipient: Recipient) -> str:
     if "\r" in recipient.email or "\n" in recipient.email:
         raise ValueError(f"customer {recipient.customer_id}: line break in e-mail address")
     addr = recipient.email.strip()
-    name = safe_display_name(f"{recipient.first_name} {recipient.last_name}")
+    name = clean_name(f"{recipient.first_name} {recipient.last_name}")
     return address_header("To", name, _ascii_domain(addr))
 
 
@@ -428,7 +412,7 @@ def address_header(field: str, name: str, addr: str) -> str:
 def _phrase(field: str, name: str) -> str:
     if _ATOMS.fullmatch(name):
         return name
-    if name.isascii():  # printable: safe_display_name removed control characters
+    if name.isascii():  # printable: clean_name removed control characters
         return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return header_text(field, name)
 

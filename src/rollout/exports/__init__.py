@@ -33,11 +33,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from rollout.addresses import one_line
 from rollout.brands import Brand
 from rollout.exports.chunks import ChunkReader
 from rollout.exports.format import (
     detect_encoding,
-    one_line,
     open_text,
     read_header,
     resolve_format,

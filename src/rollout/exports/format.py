@@ -196,7 +196,3 @@ def _match_columns(path: Path, names: tuple[str, ...], brand: Brand) -> dict[str
 def _quote_list(values: list[str], limit: int = 20) -> str:
     shown = ", ".join(repr(v) for v in values[:limit])
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
