@@ -9,7 +9,6 @@ needs a PIN, recording, writing back—happens here, in the one process that wri
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from rollout.brands import Brand
 from rollout.exports import Export, ExportChunk
+from rollout.files import atomic_text
 from rollout.model import PinSource
 from rollout.pins import IssuedPin, PinHasher, new_pin_hashes
 from rollout.seal import PinSealer
@@ -117,13 +117,10 @@ def rejects_path(state_dir: Path, brand: Brand) -> Path:
 
 def write_rejects(path: Path, rejects: list[Reject]) -> None:
     """Every bad row with its reason, for the CRM team to fix at the source (atomic rewrite)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_text(path, "utf-8") as f:
         out = csv.writer(f)
         out.writerow(["row", "customer_id", "reason", "detail"])
         out.writerows((r.row, r.customer_id, r.reason, r.detail) for r in rejects)
-    os.replace(tmp, path)
 
 
 def _plan(chunk: ExportChunk, store: StateStore, brand: Brand) -> _Plan:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ import jinja2
 
 from rollout.brands import Brand, load_brands
 from rollout.exports import export_path, open_export
+from rollout.files import write_atomically
 from rollout.messages import Composer
 from rollout.model import Recipient
 from rollout.notify import campaign_id, preview_audience
@@ -97,11 +96,11 @@ def write_preview(
             continue
         would_mail += 1
         name = eml_filename(recipient.customer_id, taken)
-        _write(out_dir / name, data)
+        write_atomically(out_dir / name, data)
         entries.append(_entry(recipient, name, data, embed=len(entries) < EMBED_LIMIT))
     index = out_dir / INDEX
     page = _render_index(brand, composer.campaign, entries, would_mail, reasons, refused)
-    _write(index, page.encode("utf-8"))
+    write_atomically(index, page.encode("utf-8"))
     return PreviewSummary(brand.slug, len(entries), dict(reasons), index, would_mail, dict(refused))
 
 
@@ -160,19 +159,6 @@ def eml_filename(customer_id: str, taken: set[str]) -> str:
         name = f"{stem}-{n}.eml"
     taken.add(name.lower())
     return name
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Atomic, and never through a symlink: write a temporary file beside it, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".preview-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a preview is for people to open
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _entry(recipient: Recipient, filename: str, data: bytes, *, embed: bool) -> _Entry:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import date, datetime
 from pathlib import Path
 
 from rollout.brands import Brand
+from rollout.files import write_atomically
 from rollout.notify import campaign_id
 from rollout.plan import Backlog, Forecast, Rate, forecast, measured_rate
 from rollout.state import StateStore
@@ -68,10 +68,7 @@ def needs_attention(status: dict[str, object]) -> bool:
 def write_report(state_dir: Path, brand: Brand, status: dict[str, object]) -> Path:
     """Atomically (re)write <state-dir>/reports/<brand>.json."""
     out = state_dir / "reports" / f"{brand.slug}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(status, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    write_atomically(out, (json.dumps(status, indent=2, ensure_ascii=False) + "\n").encode())
     return out
 
 

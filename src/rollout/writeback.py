@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import re
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, TextIO
@@ -34,6 +32,7 @@ import pandas as pd
 
 from rollout.brands import Brand
 from rollout.exports import GERMAN_HEADERS, ExportFormat
+from rollout.files import atomic_text, remove_stale_temp_files
 
 _Quoting = Literal[0, 1, 2, 3]
 
@@ -77,25 +76,17 @@ class WritebackWriter:
         self.format = fmt
         self.rows_written = 0
         self._file: TextIO | None = None
-        self._temp: Path | None = None
+        self._stack = ExitStack()
 
     def __enter__(self) -> WritebackWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # Left by a run that was killed or hit a full disk (the brand lock says none is running).
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        fd, name = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        self._temp = Path(name)
-        try:
-            encoding = "utf-8-sig" if self.format.bom else self.format.encoding
-            self._file = os.fdopen(fd, "w", encoding=encoding, newline="")
-            with self._naming_the_file():
-                self._write_header()
-        except BaseException:
-            self._discard()
-            raise
+        remove_stale_temp_files(self.path)
+        encoding = "utf-8-sig" if self.format.bom else self.format.encoding
+        with ExitStack() as stack, self._naming_the_file():
+            # 0600: customer ids, hashes and sealed PINs are for the CRM import, not for everyone.
+            self._file = stack.enter_context(atomic_text(self.path, encoding, mode=0o600))
+            self._write_header()
+            self._stack = stack.pop_all()
         return self
 
     def write(self, rows: pd.DataFrame) -> None:
@@ -128,7 +119,7 @@ class WritebackWriter:
         except OSError as exc:
             if exc.filename is not None:
                 raise
-            raise OSError(exc.errno, exc.strerror, str(self._temp or self.path)) from exc
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
     def __exit__(
         self,
@@ -136,15 +127,10 @@ class WritebackWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
-            self._discard()
-            return
-        try:
-            with self._naming_the_file():
-                self._commit()
-        except BaseException:
-            self._discard()
-            raise
+        """Without an exception the file replaces `path`; with one, `path` stays as it was."""
+        self._file = None
+        with self._naming_the_file():
+            self._stack.__exit__(exc_type, exc, traceback)
 
     def _write_header(self) -> None:
         assert self._file is not None
@@ -167,35 +153,3 @@ class WritebackWriter:
             (rows.iloc[s:e], csv.QUOTE_ALL if has_cr[s] else csv.QUOTE_MINIMAL)
             for s, e in zip(starts, ends, strict=True)
         ]
-
-    def _commit(self) -> None:
-        assert self._file is not None and self._temp is not None
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._temp, self.path)
-        self._temp = None
-        _fsync_directory(self.path.parent)
-
-    def _discard(self) -> None:
-        try:
-            if self._file is not None and not self._file.closed:
-                self._file.close()  # may fail flushing to a full disk: the file goes anyway
-        except OSError:
-            pass
-        finally:
-            if self._temp is not None:
-                self._temp.unlink(missing_ok=True)
-                self._temp = None
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Makes the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
