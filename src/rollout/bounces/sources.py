@@ -16,6 +16,7 @@ from rollout.bounces.model import Bounce, Kind, Notice, Unparsed
 from rollout.bounces.reader import read_message
 from rollout.bounces.reasons import basic_code, enhanced_status, reason
 from rollout.bounces.verdict import judge
+from rollout.exports.format import decode_small, guess_delimiter
 
 
 class MissingPath(FileNotFoundError):
@@ -104,9 +105,8 @@ def _read_list(path: Path) -> Iterator[Notice]:
     A row is judged like any bounce, by its code and words. A list carries no dates: its file's
     modification time stands for when it was written.
     """
-    text = _decode(path.read_bytes())
-    header_line = text.partition("\n")[0]
-    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    text = decode_small(path.read_bytes())
+    delimiter = guess_delimiter(text.partition("\n")[0])
     rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [h.strip().lower() for h in next(rows, [])]
     if "address" not in header or "code" not in header:
@@ -135,10 +135,3 @@ def _list_notice(source: str, cells: dict[str, str], date: datetime) -> Notice:
     kind = Kind.HARD if verdict.hard else Kind.SOFT
     why = reason(verdict.category, status, code, words)
     return Bounce(source, kind, None, (address,), code, status, why, date, verdict.sender_problem)
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:  # lists saved by spreadsheet programs on Windows
-        return data.decode("cp1252", errors="replace")

@@ -98,9 +98,24 @@ def sniff(path: Path, text: TextIO, hint: str | None) -> tuple[str, str]:
     terminator = "\r\n" if first.endswith("\r\n") else "\n"
     if hint:
         return hint, terminator
-    counts = {d: first.count(d) for d in (";", ",", "\t")}
+    return guess_delimiter(first), terminator
+
+
+def guess_delimiter(header_line: str) -> str:
+    """`;`, `,` or tab, whichever the header line holds most of (`,` if none): CRM exports and
+    the bounce lists of mail providers are read alike."""
+    counts = {d: header_line.count(d) for d in (";", ",", "\t")}
     best = max(counts, key=lambda d: counts[d])
-    return (best if counts[best] else ","), terminator
+    return best if counts[best] else ","
+
+
+def decode_small(data: bytes) -> str:
+    """A small CRM-style file as text, by the same rule as exports: UTF-8 (with or without a
+    BOM), else Windows-1252 (spreadsheets saved on Windows); undecodable bytes are replaced."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
 
 
 def read_header(path: Path, reader: Iterator[list[str]]) -> tuple[tuple[str, ...], int]:
