@@ -28,8 +28,8 @@ from rollout import state
 from rollout.bounces import (
     Bounce,
     BounceReport,
+    Disposition,
     Kind,
-    Outcome,
     Result,
     apply_bounces,
     iter_bounces,
@@ -315,7 +315,7 @@ def test_the_report_reads_well() -> None:
     report = BounceReport()
     for n in range(7):
         notice = Bounce(f"file{n}", Kind.HARD, None, (), 550, "5.1.1", "bounce", None)
-        report.add(Result(notice, Outcome.HARD if n == 0 else Outcome.UNMATCHED))
+        report.add(Result(notice, Disposition.HARD if n == 0 else Disposition.UNMATCHED))
     lines = report.lines()
     assert lines[0] == "bounces: 7 notices read"
     assert "  marked bounced (hard: dead address, not re-sent to it): 1" in lines

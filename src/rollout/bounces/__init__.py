@@ -9,8 +9,8 @@ whose fault), `reasons` (codes and the redacted reason kept), `apply` (matching 
 
 from rollout.bounces.apply import (
     BounceReport,
+    Disposition,
     Match,
-    Outcome,
     Result,
     apply_bounces,
     judge_notices,
@@ -23,11 +23,11 @@ from rollout.bounces.sources import MissingPath, check_paths, iter_bounces
 __all__ = [
     "Bounce",
     "BounceReport",
+    "Disposition",
     "Kind",
     "Match",
     "MissingPath",
     "Notice",
-    "Outcome",
     "Result",
     "Unparsed",
     "apply_bounces",

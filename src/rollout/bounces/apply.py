@@ -46,7 +46,7 @@ CLOCK_SKEW = timedelta(minutes=2)  # the reporting MTA's clock may differ from o
 EXAMPLES = 5  # sources kept per kind of problem in the report (unparsed: all of them)
 
 
-class Outcome(StrEnum):
+class Disposition(StrEnum):
     HARD = "hard"
     SOFT = "soft"
     COMPLAINT = "complaint"
@@ -61,23 +61,23 @@ class Outcome(StrEnum):
 
 
 _LABELS = {
-    Outcome.HARD: "marked bounced (hard: dead address, not re-sent to it)",
-    Outcome.SOFT: "marked failed (soft: `rollout resend` tries again)",
-    Outcome.COMPLAINT: "complaints (never mailed again)",
-    Outcome.ALREADY: "already recorded, nothing changed",
-    Outcome.STALE: "stale (before the latest send), nothing changed",
-    Outcome.DELAYED: "delayed (still queued), nothing changed",
-    Outcome.AUTOREPLY: "auto-replies, ignored",
-    Outcome.IGNORED: "not bounces (delivered, relayed, expanded)",
-    Outcome.UNMATCHED: "unmatched (no such Message-ID or address)",
-    Outcome.AMBIGUOUS: "ambiguous (several deliveries), not applied",
-    Outcome.UNPARSED: "unparsed (not readable as a bounce), every one",
+    Disposition.HARD: "marked bounced (hard: dead address, not re-sent to it)",
+    Disposition.SOFT: "marked failed (soft: `rollout resend` tries again)",
+    Disposition.COMPLAINT: "complaints (never mailed again)",
+    Disposition.ALREADY: "already recorded, nothing changed",
+    Disposition.STALE: "stale (before the latest send), nothing changed",
+    Disposition.DELAYED: "delayed (still queued), nothing changed",
+    Disposition.AUTOREPLY: "auto-replies, ignored",
+    Disposition.IGNORED: "not bounces (delivered, relayed, expanded)",
+    Disposition.UNMATCHED: "unmatched (no such Message-ID or address)",
+    Disposition.AMBIGUOUS: "ambiguous (several deliveries), not applied",
+    Disposition.UNPARSED: "unparsed (not readable as a bounce), every one",
 }
-_WITH_EXAMPLES = {Outcome.STALE, Outcome.UNMATCHED, Outcome.AMBIGUOUS}
+_WITH_EXAMPLES = {Disposition.STALE, Disposition.UNMATCHED, Disposition.AMBIGUOUS}
 _NEEDS_NO_MATCH = {
-    Kind.DELAYED: Outcome.DELAYED,
-    Kind.AUTOREPLY: Outcome.AUTOREPLY,
-    Kind.DELIVERED: Outcome.IGNORED,
+    Kind.DELAYED: Disposition.DELAYED,
+    Kind.AUTOREPLY: Disposition.AUTOREPLY,
+    Kind.DELIVERED: Disposition.IGNORED,
 }
 
 
@@ -94,7 +94,7 @@ class Result:
     """What one notice did (or, in a dry run, would do)."""
 
     notice: Notice
-    outcome: Outcome
+    outcome: Disposition
     match: Match | None = None
     detail: str = ""
 
@@ -156,17 +156,17 @@ class BounceReport:
         notice = result.notice
         kind = "unparsed" if isinstance(notice, Unparsed) else notice.kind.value
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
-        if isinstance(notice, Bounce) and notice.sender_problem and outcome is Outcome.SOFT:
+        if isinstance(notice, Bounce) and notice.sender_problem and outcome is Disposition.SOFT:
             self.sender_problem += 1
-        if outcome in _WITH_EXAMPLES or outcome is Outcome.UNPARSED:
+        if outcome in _WITH_EXAMPLES or outcome is Disposition.UNPARSED:
             kept = self.examples.setdefault(outcome, [])
-            if outcome is Outcome.UNPARSED or len(kept) < EXAMPLES:
+            if outcome is Disposition.UNPARSED or len(kept) < EXAMPLES:
                 why = notice.why if isinstance(notice, Unparsed) else result.detail
                 kept.append(f"{notice.source} ({why})" if why else notice.source)
 
     @property
     def total(self) -> int:
-        return sum(getattr(self, o) for o in Outcome)
+        return sum(getattr(self, o) for o in Disposition)
 
     def lines(self) -> list[str]:
         out = [f"bounces: {self.total} notices read"]
@@ -176,7 +176,7 @@ class BounceReport:
         for outcome, label in _LABELS.items():
             count = getattr(self, outcome)
             out.append(f"  {label}: {count}")
-            if outcome is Outcome.SOFT and self.sender_problem:
+            if outcome is Disposition.SOFT and self.sender_problem:
                 out.append(
                     f"      of which caused by our side (sender_problem): {self.sender_problem}"
                 )
@@ -213,32 +213,32 @@ def _judge(
     store: StateStore | None, notice: Notice, brands: Collection[str] | None, dry_run: bool
 ) -> Result:
     if isinstance(notice, Unparsed):
-        return Result(notice, Outcome.UNPARSED)
+        return Result(notice, Disposition.UNPARSED)
     if notice.kind in _NEEDS_NO_MATCH:
         return Result(notice, _NEEDS_NO_MATCH[notice.kind])
     if store is None:
-        return Result(notice, Outcome.UNMATCHED, detail="no state DB")
+        return Result(notice, Disposition.UNMATCHED, detail="no state DB")
     found = _match(store, notice, brands)
     if not found:
-        return Result(notice, Outcome.UNMATCHED)
+        return Result(notice, Disposition.UNMATCHED)
     if len(found) > 1:
         whose = ", ".join(sorted(f"{m.brand} {m.customer_id}" for m, _ in found))
-        return Result(notice, Outcome.AMBIGUOUS, detail=whose)
+        return Result(notice, Disposition.AMBIGUOUS, detail=whose)
     match, delivery = found[0]
     who = f"{match.brand} {match.customer_id}"
     if notice.kind is Kind.COMPLAINT:
         if store.has_mark(match.brand, match.customer_id, "complaint"):
-            return Result(notice, Outcome.ALREADY, match)
+            return Result(notice, Disposition.ALREADY, match)
         if not dry_run:
             store.add_mark(
                 match.brand, match.campaign, match.customer_id, "complaint", notice.reason
             )
-        return Result(notice, Outcome.COMPLAINT, match)
+        return Result(notice, Disposition.COMPLAINT, match)
     stale = _stale(notice, delivery)
     if stale:
-        return Result(notice, Outcome.STALE, match, f"{who}: {stale}")
+        return Result(notice, Disposition.STALE, match, f"{who}: {stale}")
     if not _would_change(notice, delivery):
-        return Result(notice, Outcome.ALREADY, match)
+        return Result(notice, Disposition.ALREADY, match)
     if not dry_run:
         store.mark_bounced(
             match.brand, match.campaign, match.customer_id, notice.hard, notice.code, notice.reason
@@ -248,7 +248,7 @@ def _judge(
             store.add_mark(match.brand, match.campaign, match.customer_id, "sender_problem", label)
         else:  # the latest failure is not ours: no blocker for this customer any more
             store.clear_marks(match.brand, "sender_problem", match.customer_id)
-    return Result(notice, Outcome.HARD if notice.hard else Outcome.SOFT, match)
+    return Result(notice, Disposition.HARD if notice.hard else Disposition.SOFT, match)
 
 
 def _match(
