@@ -1,37 +1,21 @@
-"""Deliver many messages over a small pool of persistent connections, and account for each.
-
-Shape: one producer task takes messages from the input and puts them on a queue; N workers,
-each owning one connection, take them off and send them one at a time. Around that:
-
-- a window (`max_in_flight`) bounds the messages taken but not yet finished, so memory stays
-  flat however large a lazy input is. The producer runs on the event loop: an input that
-  composes messages as it goes does that CPU work there (it yields to the workers after each);
-- a token bucket limits transactions per second across all workers, retries included;
-- transient failures are retried with full-jitter exponential backoff via a timer that
-  re-queues the message, so no worker sleeps on one message; permanent ones fail at once;
-- a `CampaignBlocked` error (or `stop`) halts everything: transactions in progress finish,
-  nothing new starts, and every message not finished is left for a later run.
-
-Every message taken from the input ends in exactly one of: `finished` sent, `finished` failed,
-`finished` unknown (the connection died, timed out or answered unreadably once the DATA
-command was sent: the server may hold the message), `released` (tried, certainly not accepted:
-back to pending), or not attempted at all. `DeliveryStats` counts each.
-
-An unknown outcome is never retried here: only a definite reply (4xx, 421) or a failure before
-DATA is. Mailing an unknown customer again is an operator's decision (`resend
---include-unknown`), and then carries the same Message-ID, derived from (campaign, customer).
-"""
+"""The delivery loop: one producer, a worker per connection, retries on timers, halting."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
+from rollout.delivery.model import (
+    DeliverySettings,
+    DeliveryStats,
+    Journal,
+    Outcome,
+    OutgoingMessage,
+)
+from rollout.delivery.pacing import RateLimiter, backoff_delay
 from rollout.model import DeliveryStatus
 from rollout.transports import (
     CampaignBlocked,
@@ -42,128 +26,7 @@ from rollout.transports import (
     Transport,
 )
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    customer_id: str
-    message_id: str
-    sender: str  # envelope sender (MAIL FROM)
-    recipient: str  # envelope recipient (RCPT TO)
-    data: bytes = field(repr=False)  # the serialised message, CRLF line endings
-
-
-@dataclass(frozen=True)
-class Outcome:
-    customer_id: str
-    message_id: str
-    status: DeliveryStatus
-    attempts: int
-    code: int | None  # the server's reply code, if it gave one
-    reason: str  # the server's code and text (e.g. "550 5.1.1 ... (at RCPT TO)") or a description
-    permanent: bool = False  # failed for good at this address (5xx, unsendable address)
-
-
-class Journal(Protocol):
-    """Where each message's fate is recorded (the state DB). Called on the event loop thread:
-    keep it quick. An exception stops the delivery and propagates."""
-
-    def sending(self, message: OutgoingMessage) -> None:
-        """Right before each SMTP transaction (every attempt): record 'sending'."""
-
-    def finished(self, outcome: Outcome) -> None:
-        """After the server's 250 ('sent'), a 5xx or the last failed attempt ('failed'), or
-        when the server may hold the message but never said so ('unknown')."""
-
-    def released(self, message: OutgoingMessage) -> None:
-        """A message recorded as 'sending' was certainly not accepted and delivery stopped
-        before it could be retried: revert it to pending."""
-
-
-@dataclass(frozen=True)
-class DeliverySettings:
-    connections: int = 4  # workers, each with one persistent connection
-    rate_per_second: float | None = None  # transactions per second, all workers together
-    burst: int = 1  # transactions allowed back to back before the rate applies
-    max_attempts: int = 5  # per message, the first included
-    backoff_base: float = 1.0  # seconds; retry n waits uniform(0, min(max, base * 2**(n-1)))
-    backoff_max: float = 60.0
-    connect_attempts: int = 5  # failed connects in a row before a worker gives up
-    idle_timeout: float = 30.0  # close a connection that had nothing to send this long
-    max_in_flight: int = 1000  # messages taken from the input and not yet finished
-
-    def __post_init__(self) -> None:
-        counts = ("connections", "burst", "max_attempts", "connect_attempts", "max_in_flight")
-        for name in counts:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.rate_per_second is not None and not self.rate_per_second > 0:
-            raise ValueError("rate_per_second must be positive (or None for no limit)")
-        if self.backoff_base < 0 or self.backoff_max < 0 or not self.idle_timeout > 0:
-            raise ValueError("backoff times must not be negative, idle_timeout must be positive")
-
-
-@dataclass
-class DeliveryStats:
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0  # transient failures followed by another attempt
-    not_attempted: int = 0  # taken from the input, never tried (delivery stopped first)
-    released: int = 0  # tried, certainly not accepted, handed back via Journal.released
-    unknown: int = 0  # the server may hold it: no reply after the DATA command was sent
-    blocked: CampaignBlocked | None = None  # why delivery stopped early, if it did
-    elapsed: float = 0.0  # seconds
-
-    @property
-    def taken(self) -> int:
-        """Messages taken from the input: each is counted in exactly one of the fields."""
-        return self.sent + self.failed + self.not_attempted + self.released + self.unknown
-
-    @property
-    def left_pending(self) -> int:
-        return self.not_attempted + self.released
-
-
-class RateLimiter:
-    """Token bucket as virtual scheduling (GCRA): `reserve` books the next slot and says how
-    long to wait for it. In any window of t seconds at most rate * t + burst slots start."""
-
-    def __init__(
-        self, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._interval = 1.0 / rate
-        self._tolerance = (burst - 1) * self._interval
-        self._clock = clock
-        self._next = clock()  # theoretical time of the next slot
-
-    def reserve(self) -> float:
-        now = self._clock()
-        slot = max(self._next, now)
-        self._next = slot + self._interval
-        return max(0.0, slot - self._tolerance - now)
-
-
-def backoff_delay(attempt: int, base: float, maximum: float) -> float:
-    """Full jitter: spreads the retries of many messages that failed together."""
-    ceiling = min(maximum, base * 2.0 ** min(attempt - 1, 62))
-    return random.uniform(0, ceiling)
-
-
-async def deliver(
-    messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage],
-    transport: Transport,
-    journal: Journal,
-    settings: DeliverySettings | None = None,
-    progress: Callable[[Outcome], None] | None = None,
-    *,
-    stop: asyncio.Event | None = None,
-) -> DeliveryStats:
-    """Send every message; return the counts. Setting `stop` halts like a blocked campaign
-    (no `blocked` reason). Errors of the input, the journal or `progress` propagate once the
-    transactions in progress have ended."""
-    run = _Run(transport, journal, settings or DeliverySettings(), progress)
-    return await run.execute(messages, stop)
+log = logging.getLogger("rollout.delivery")
 
 
 @dataclass(eq=False)  # identity hash: jobs are keys of the retry timers
@@ -172,7 +35,7 @@ class _Job:
     attempts: int = 0
 
 
-class _Run:
+class Run:
     def __init__(
         self,
         transport: Transport,
