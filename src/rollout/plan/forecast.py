@@ -1,40 +1,16 @@
-"""Will everyone be told in time? The rollout forecast from schedule, quota and sending rate.
-
-Pure arithmetic: no Prefect, no state DB. `rollout.report.brand_forecast` reads the inputs (who
-is pending, how fast recent waves sent); this module turns them into the time of the last mail,
-the verdict against the mandatory date, and what would make a late plan on time.
-
-The model, which is what the scheduled waves do:
-
-- Waves start at the slots of the brand's cron `schedule`, read on Europe/Berlin wall-clock time
-  as Prefect's scheduler reads it: 08:00 stays 08:00 across the DST changes; a time the spring
-  change skips (02:30 on the last Sunday of March) runs an hour later, a time the autumn change
-  repeats runs once, the first time.
-- A wave mails the next `daily_quota` pending customers (0: all of them), one after the other at
-  the rate cap (none: all at the slot). A wave still sending at the next slot holds the brand's
-  lock, so that slot is lost.
-- The PIN is asked for from the first minute of the mandatory date, so a mail is on time only if
-  it goes out before 00:00 (Berlin) of that day: a wave at 08:00 ON the mandatory date is late.
-"""
+"""The forecast of one brand: the inputs, the verdict, and how it reads in a terminal or Prefect."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from fractions import Fraction
+from datetime import date, datetime, timedelta
 from itertools import islice, pairwise, takewhile
-from zoneinfo import ZoneInfo
-
-from cronsim import CronSim, CronSimError
 
 from rollout.brands import Brand, BrandError
+from rollout.plan.calendar import BERLIN, MAX_WAVES, TIMEZONE, deadline, wave_slots
+from rollout.plan.waves import latest_start, simulate, smallest_quota
 
-TIMEZONE = "Europe/Berlin"
-BERLIN = ZoneInfo(TIMEZONE)
-# How far the forecast looks ahead: e.g. a wave every minute for ~70 days.
-MAX_WAVES = 100_000
 # The measured rate: sends more than WAVE_GAP apart belong to different waves; the last
 # RECENT_WAVES waves count.
 WAVE_GAP = timedelta(minutes=30)
@@ -137,164 +113,6 @@ class Forecast:
         }
 
 
-def deadline(mandatory_date: date) -> datetime:
-    """00:00 Berlin time on the mandatory date: every mail must have gone out before it."""
-    return datetime.combine(mandatory_date, time(0), BERLIN)
-
-
-def start_of(day: date) -> datetime:
-    """`--today D`: plan as of the first minute of D, so D's waves are still to come."""
-    return datetime.combine(day, time(0), BERLIN)
-
-
-# --- the schedule -----------------------------------------------------------------------
-
-
-def wave_slots(schedule: str, after: datetime) -> Iterator[datetime]:
-    """The wave start times (UTC) at or after `after`, as Prefect's scheduler places them."""
-    wall = after.astimezone(BERLIN).replace(tzinfo=None) - timedelta(seconds=1)
-    slots = _placed(_cron(schedule, wall, reverse=False), forward=True)
-    return (s for s in slots if s >= after)
-
-
-def slots_before(schedule: str, end: datetime) -> Iterator[datetime]:
-    """The wave start times (UTC) before `end`, latest first."""
-    wall = end.astimezone(BERLIN).replace(tzinfo=None)
-    return (s for s in _placed(_cron(schedule, wall, reverse=True), forward=False) if s < end)
-
-
-def _cron(schedule: str, wall: datetime, reverse: bool) -> Iterator[datetime]:
-    try:
-        return iter(CronSim(schedule, wall, reverse=reverse))
-    except CronSimError as error:
-        raise BrandError(f"schedule {schedule!r} is not a cron expression: {error}") from None
-
-
-def _placed(walls: Iterator[datetime], forward: bool) -> Iterator[datetime]:
-    """Berlin wall-clock times as instants, as Prefect's scheduler places them: a time the
-    spring change skips moves on by the gap (fold=0), unless a wave already runs at that
-    instant; a time the autumn change repeats is taken once, the first time (fold=0)."""
-    seen: datetime | None = None
-    for wall in walls:
-        slot = wall.replace(tzinfo=BERLIN, fold=0).astimezone(UTC)
-        if seen is None or (slot > seen if forward else slot < seen):
-            seen = slot
-            yield slot
-
-
-# --- waves ------------------------------------------------------------------------------
-
-
-@dataclass
-class _Run:
-    left: int
-    waves: int = 0
-    first: datetime | None = None
-    last_mail: datetime | None = None
-    in_time: int = 0
-
-
-def simulate(
-    pending: int,
-    slots: Iterable[datetime],
-    quota: int,
-    rate: float | None,
-    end: datetime,
-    stop_at_end: bool = False,
-) -> _Run:
-    """Send `pending` mails in waves at `slots` (UTC, ascending); count those before `end`."""
-    run = _Run(left=pending)
-    exact = None if rate is None else Fraction(rate).limit_denominator(1_000_000)
-    busy_until: datetime | None = None
-    for slot in slots:
-        if run.left == 0 or run.waves >= MAX_WAVES or (stop_at_end and slot >= end):
-            break
-        if busy_until is not None and slot < busy_until:
-            continue  # the previous wave still holds the lock
-        n = run.left if quota <= 0 else min(quota, run.left)
-        if exact is None:
-            run.last_mail = busy_until = slot
-            in_time = n if slot < end else 0
-        else:  # mail i goes out at slot + i/rate
-            run.last_mail = slot + _seconds((n - 1) / exact)
-            busy_until = slot + _seconds(n / exact)
-            in_time = 0 if slot >= end else min(n, math.ceil(_exact_seconds(end - slot) * exact))
-        run.first = run.first or slot
-        run.in_time += in_time
-        run.left -= n
-        run.waves += 1
-    return run
-
-
-def _seconds(value: Fraction) -> timedelta:
-    return timedelta(seconds=float(value))
-
-
-def _exact_seconds(delta: timedelta) -> Fraction:
-    return Fraction(delta // timedelta(microseconds=1), 1_000_000)
-
-
-def _fits(
-    pending: int, slots: Sequence[datetime], quota: int, rate: float | None, end: datetime
-) -> bool:
-    return simulate(pending, slots, quota, rate, end, stop_at_end=True).in_time == pending
-
-
-def smallest_quota(
-    pending: int, slots: Sequence[datetime], rate: float | None, end: datetime
-) -> int | None:
-    """The smallest per-wave quota with which the `slots` before `end` mail everyone in time.
-
-    Fewer than pending/len(slots) per wave cannot; above that, the search assumes a larger
-    quota never finishes later (true unless one wave outlasts the gap to the next slot).
-    """
-    if pending == 0 or not slots or not _fits(pending, slots, pending, rate, end):
-        return None
-    low, high = math.ceil(pending / len(slots)), pending
-    while low < high:
-        mid = (low + high) // 2
-        if _fits(pending, slots, mid, rate, end):
-            high = mid
-        else:
-            low = mid + 1
-    return low
-
-
-def latest_start(
-    pending: int, schedule: str, quota: int, rate: float | None, end: datetime
-) -> datetime | None:
-    """The latest slot from which this quota and rate still mail everyone before `end`.
-
-    Any earlier start makes it too (the issue's "earliest start that makes it" is this: start
-    no later than it). It may lie before today: then the plan needed an earlier start.
-    """
-    if pending == 0:
-        return None
-    earlier = islice(slots_before(schedule, end), MAX_WAVES)
-    back: list[datetime] = []  # the slots before `end`, latest first, read as far as needed
-
-    def fits(count: int) -> bool:
-        back.extend(islice(earlier, max(0, count - len(back))))
-        return count <= len(back) and _fits(pending, back[count - 1 :: -1], quota, rate, end)
-
-    low = 1 if quota <= 0 else math.ceil(pending / quota)  # waves needed at the least
-    high = low
-    while not fits(high):  # a rate cap may need more waves than the quota alone: widen
-        if high > len(back) or high >= MAX_WAVES:
-            return None
-        low, high = high + 1, min(2 * high, MAX_WAVES)
-    while low < high:
-        mid = (low + high) // 2
-        if fits(mid):
-            high = mid
-        else:
-            low = mid + 1
-    return back[high - 1]
-
-
-# --- the forecast -----------------------------------------------------------------------
-
-
 def forecast(brand: Brand, backlog: Backlog, rate: Rate, as_of: datetime) -> Forecast:
     """When will the last pending customer of `brand` be mailed, and is that in time?"""
     end, pending, quota = deadline(brand.mandatory_date), backlog.pending, brand.daily_quota
@@ -347,9 +165,6 @@ def measured_rate(sent_per_second: Iterable[tuple[datetime, int]]) -> Rate:
     mails = sum(n for wave in recent for _, n in wave)
     span = sum((w[-1][0] - w[0][0]).total_seconds() + 1 for w in recent)
     return Rate(mails / span, "measured", mails)
-
-
-# --- how it reads -----------------------------------------------------------------------
 
 
 def _when(at: datetime) -> str:
