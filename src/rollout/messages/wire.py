@@ -10,9 +10,7 @@ from datetime import UTC, datetime
 from email.header import Header
 from email.message import EmailMessage, MIMEPart
 
-import email_validator
-
-from rollout.addresses import clean_name
+from rollout.addresses import check_address, clean_name
 from rollout.model import Recipient
 
 # email.policy.SMTP (CRLF line ends), declared 7-bit clean: bodies are quoted-printable, so no
@@ -86,11 +84,13 @@ def header_text(name: str, text: str) -> str:
 
 def to_header(recipient: Recipient) -> str:
     """The To value; raises ValueError for an address these messages cannot carry."""
-    if "\r" in recipient.email or "\n" in recipient.email:
-        raise ValueError(f"customer {recipient.customer_id}: line break in e-mail address")
-    addr = recipient.email.strip()
+    # The intake's own check, asserted again: IDN domains come back in punycode, and anything
+    # a To header could not carry plainly (line breaks, several addresses) is refused.
+    addr, problem = check_address(recipient.email)
+    if problem is not None:
+        raise ValueError(f"customer {recipient.customer_id}: {problem}")
     name = clean_name(f"{recipient.first_name} {recipient.last_name}")
-    return address_header("To", name, _ascii_domain(addr))
+    return address_header("To", name, addr)
 
 
 def address_header(field: str, name: str, addr: str) -> str:
@@ -115,17 +115,6 @@ def _phrase(field: str, name: str) -> str:
     if name.isascii():  # printable: clean_name removed control characters
         return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return header_text(field, name)
-
-
-def _ascii_domain(addr: str) -> str:
-    """IDN domains in punycode (IDNA 2008); a non-ASCII local part would need SMTPUTF8."""
-    if addr.isascii():
-        return addr
-    # EmailNotValidError is a ValueError.
-    checked = email_validator.validate_email(addr, check_deliverability=False)
-    if checked.ascii_email is None:
-        raise ValueError("non-ASCII local part needs SMTPUTF8, which these messages do not use")
-    return checked.ascii_email
 
 
 def aware(value: datetime | None) -> datetime:
