@@ -6,10 +6,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
 from flows.artifacts import artifact_key, by_brand_markdown, run_name
 from flows.summary import PIN_COLUMNS
@@ -22,6 +24,8 @@ from rollout.pins import IssuedPin, PinHasher, new_pin_hashes
 from rollout.seal import PinSealer
 from rollout.settings import exports_folder
 from rollout.state import StateStore
+
+Tag = TypeVar("Tag")
 
 
 # Generate, hash and seal in one task, so a plaintext PIN never crosses a task boundary; the
@@ -38,14 +42,16 @@ def task_hash_map(
 ) -> HashMap:
     """Submit batches to the flow's task runner, at most `window` ahead; yield hashes in order."""
 
-    def run(batches: Iterator[Batch]) -> Iterator[list[IssuedPin]]:
-        in_flight: deque[object] = deque()
-        for batch in batches:
-            in_flight.append(hash_new_pins.submit(batch, hasher, threads, sealer))
+    def run(work: Iterator[tuple[Tag, Batch]]) -> Iterator[tuple[Tag, list[IssuedPin]]]:
+        in_flight: deque[tuple[Tag, PrefectFuture[list[IssuedPin]]]] = deque()
+        for tag, batch in work:
+            in_flight.append((tag, hash_new_pins.submit(batch, hasher, threads, sealer)))
             if len(in_flight) >= window:
-                yield in_flight.popleft().result()  # type: ignore[attr-defined]
+                done, future = in_flight.popleft()
+                yield done, future.result()
         while in_flight:
-            yield in_flight.popleft().result()  # type: ignore[attr-defined]
+            done, future = in_flight.popleft()
+            yield done, future.result()
 
     return run
 

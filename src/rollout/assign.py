@@ -9,12 +9,12 @@ needs a PIN, recording, writing back—happens here, in the one process that wri
 from __future__ import annotations
 
 import csv
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from rollout.brands import Brand
 from rollout.exports import Export, ExportChunk
@@ -26,7 +26,17 @@ from rollout.state import CustomerRecord, Reject, StateStore
 from rollout.writeback import WritebackWriter, with_sealed_column, writeback_path
 
 Batch = list[tuple[str, date | None]]
-HashMap = Callable[[Iterator[Batch]], Iterator[list[IssuedPin]]]
+_Tag = TypeVar("_Tag")
+
+
+class HashMap(Protocol):
+    """Draws, hashes (and seals) each batch and hands back its PINs with the batch's own tag,
+    in order: whatever runs the work (threads here, a Prefect task runner, a Dask cluster),
+    each result stays paired with what it was made for."""
+
+    def __call__(
+        self, work: Iterator[tuple[_Tag, Batch]]
+    ) -> Iterator[tuple[_Tag, list[IssuedPin]]]: ...
 
 
 @dataclass
@@ -66,9 +76,9 @@ def local_hash_map(
 ) -> HashMap:
     """Hash (and seal) batch after batch in this process, each batch across `threads` threads."""
 
-    def run(batches: Iterator[Batch]) -> Iterator[list[IssuedPin]]:
-        for batch in batches:
-            yield new_pin_hashes(batch, hasher, threads, sealer) if batch else []
+    def run(work: Iterator[tuple[_Tag, Batch]]) -> Iterator[tuple[_Tag, list[IssuedPin]]]:
+        for tag, batch in work:
+            yield tag, new_pin_hashes(batch, hasher, threads, sealer) if batch else []
 
     return run
 
@@ -87,20 +97,17 @@ def assign_pins(
     the export's sealed column or one appended after the rest (`with_sealed_column`).
     """
     summary = PinSummary(brand.slug)
-    plans: deque[_Plan] = deque()
     store.forget_rejects(brand.slug)
 
-    def batches() -> Iterator[Batch]:
+    def planned() -> Iterator[tuple[_Plan, Batch]]:
         for chunk in export.chunks(chunk_size):
             plan = _plan(chunk, store, brand)
-            plans.append(plan)
-            yield plan.needs_pin
+            yield plan, plan.needs_pin
 
     out = writeback_path(state_dir, brand)
     fmt, sealed_column = with_sealed_column(export.format, brand)
     with WritebackWriter(out, fmt) as writer:
-        for issued in hash_map(batches()):
-            plan = plans.popleft()
+        for plan, issued in hash_map(planned()):
             rows = plan.chunk.rows.copy()
             records = _commit(plan, issued, store, brand, summary)
             rows[export.format.hash_column] = [r.pin_hash for r in records]
