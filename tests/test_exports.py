@@ -471,7 +471,3 @@ def test_file_replaced_after_opening(tmp_path: Path, brand: Brand) -> None:
     os.utime(path, ns=(1, 1))
     with pytest.raises(ExportError, match="changed since it was opened"):
         list(export.chunks())
-
-
-def test_export_path(brand: Brand) -> None:
-    assert export_path(Path("exports"), brand) == Path("exports/congstar.csv")

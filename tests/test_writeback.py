@@ -146,10 +146,6 @@ def test_rows_must_have_the_export_columns(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_writeback_path(tmp_path: Path) -> None:
-    assert writeback_path(tmp_path, load_brand("jamobil")) == tmp_path / "writeback" / "jamobil.csv"
-
-
 def _format(encoding: str = "utf-8", bom: bool = True) -> ExportFormat:
     return ExportFormat(
         encoding=encoding,
