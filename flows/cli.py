@@ -339,19 +339,17 @@ def cmd_preview(a: argparse.Namespace) -> int:
 def cmd_status(a: argparse.Namespace) -> int:
     from flows.summary import console, forecasts, print_status, status_rows
     from rollout.plan import summary_line
-    from rollout.report import needs_attention
 
     rows = status_rows(a.state_dir, a.brands)
     lines = [summary_line(f) for f in forecasts(a.state_dir, a.brands, datetime.now(UTC))]
     if a.json:
-        for row, line in zip(rows, lines, strict=True):
-            row["forecast"] = line
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        shown = [r.as_dict() | {"forecast": line} for r, line in zip(rows, lines, strict=True)]
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
     else:
         print_status(rows)
         for line in lines:
             console.print(f"forecast {line}", highlight=False, soft_wrap=True)
-    return 1 if any(needs_attention(r) for r in rows) else 0  # usable as a check in cron
+    return 1 if any(r.needs_attention for r in rows) else 0  # usable as a check in cron
 
 
 def cmd_plan(a: argparse.Namespace) -> int:

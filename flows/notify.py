@@ -90,17 +90,19 @@ def publish_status(
     today = date.today()
     status = brand_status(store, brand, today)
     rows = [
-        status if b.slug == brand.slug else brand_status(store, b, today) for b in load_brands()
+        (status if b.slug == brand.slug else brand_status(store, b, today)).as_dict()
+        for b in load_brands()
     ]
+    report = status.as_dict()
     if summary is not None:
-        status["run"] = summary.as_dict()
-    write_report(Path(state_dir), brand, status)
+        report["run"] = summary.as_dict()
+    write_report(Path(state_dir), brand, report)
     create_markdown_artifact(
         key=artifact_key("status", state_dir),
         markdown=by_brand_markdown("Legi-PIN rollout", rows, STATUS_COLUMNS[1:]),
         description=f"Legi-PIN rollout status in {Path(state_dir).name}, after {brand.slug}",
     )
-    return status
+    return report
 
 
 @flow(name="legi-pin-resend", persist_result=False, flow_run_name=run_name("resend"))

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from rollout.brands import Brand, load_brand, load_brands
 from rollout.plan import BERLIN, Forecast, summary_line
-from rollout.report import STATUS_COLUMNS, brand_forecast, brand_status, needs_attention
+from rollout.report import STATUS_COLUMNS, BrandStatus, brand_forecast, brand_status
 from rollout.state import StateStore
 
 console = Console()
@@ -42,7 +42,7 @@ def print_pin_summaries(results: Sequence[dict[str, object]]) -> None:
     _print_by_brand("PIN stage", results, PIN_COLUMNS)
 
 
-def status_rows(state_dir: Path, brands: list[str] | None) -> list[dict[str, object]]:
+def status_rows(state_dir: Path, brands: list[str] | None) -> list[BrandStatus]:
     """Read-only: asking where things stand never creates or changes a state DB."""
     store = StateStore.existing(state_dir)
     if store is None:
@@ -55,8 +55,8 @@ class NothingRunYet(LookupError):
     """The state dir holds no state DB."""
 
 
-def print_status(rows: Sequence[dict[str, object]]) -> None:
-    _print_by_brand("Legi-PIN rollout", rows, STATUS_COLUMNS[1:])
+def print_status(rows: Sequence[BrandStatus]) -> None:
+    _print_by_brand("Legi-PIN rollout", [r.as_dict() for r in rows], STATUS_COLUMNS[1:])
 
 
 def forecasts(
@@ -109,7 +109,7 @@ def finish_with_status(state_dir: Path, brands: Sequence[Brand]) -> int:
     """Print the status table; exit 1 when anyone is left failed or with an unknown outcome."""
     rows = status_rows(state_dir, [b.slug for b in brands])
     print_status(rows)
-    return 1 if any(needs_attention(r) for r in rows) else 0
+    return 1 if any(r.needs_attention for r in rows) else 0
 
 
 def write_unreachable(state_dir: Path, brand: str, out: Path) -> int:

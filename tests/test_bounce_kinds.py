@@ -20,7 +20,7 @@ from test_notify import FAST_RETRY, notify, prepared_state, reachable
 from rollout.bounces import apply_bounces, iter_bounces
 from rollout.brands import load_brand
 from rollout.notify import campaign_id, resend_brand
-from rollout.report import brand_status, needs_attention
+from rollout.report import brand_status
 from rollout.state import StateStore
 from rollout.transports import open_transport
 from smtp_server import SmtpTestServer
@@ -49,9 +49,9 @@ def test_resend_follows_the_kinds(tmp_path: Path) -> None:
     assert report.sender_problem == 1 and report.unparsed == 0
 
     status = brand_status(store, brand, now.date())
-    assert status["complaints"] == 1
-    assert status["sender_problems"] == {"reputation 5.7.1": 1}  # a blocker, by reason
-    assert needs_attention(status)
+    assert status.complaints == 1
+    assert status.sender_problems == {"reputation 5.7.1": 1}  # a blocker, by reason
+    assert status.needs_attention
     by_customer = {d.address: d.status for d in store.deliveries(BRAND, campaign)}
     assert by_customer[late] == "sent" and by_customer[angry] == "sent"  # no state change
 
@@ -63,7 +63,7 @@ def test_resend_follows_the_kinds(tmp_path: Path) -> None:
     assert len(summary.skipped_permanent) == 1  # the dead address, listed instead
 
     status = brand_status(store, brand, now.date())
-    assert status["sender_problems"] == {}  # the re-send went through: the blocker is gone
+    assert status.sender_problems == {}  # the re-send went through: the blocker is gone
     bounced = [row for row in store.unreachable(BRAND) if row[4].startswith("bounced")]
     assert [row[3] for row in bounced] == [dead]  # for a letter or an SMS
     assert "@" not in bounced[0][4]  # the reason names no address

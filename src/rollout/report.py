@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
 
@@ -12,57 +13,66 @@ from rollout.notify import campaign_id
 from rollout.plan import Backlog, Forecast, Rate, forecast, measured_rate
 from rollout.state import StateStore
 
-STATUS_COLUMNS = (
-    "brand",
-    "mandatory_date",
-    "days_left",
-    "customers",
-    "pins_generated",
-    "pins_kept",
-    "rejected",
-    "unreachable",
-    "sent",
-    "failed",
-    "bounced",
-    "complaints",
-    "sender_problems",
-    "unknown",
-    "sending",
-    "pending",
-)
+
+@dataclass(frozen=True)
+class BrandStatus:
+    """Where one brand stands; turned into JSON or a table only at the edge (`as_dict`)."""
+
+    brand: str
+    mandatory_date: str  # ISO date
+    days_left: int
+    customers: int
+    pins_generated: int
+    pins_kept: int
+    rejected: dict[str, int]  # by reason
+    unreachable: dict[str, int]  # by reason
+    sent: int
+    failed: dict[str, int]  # by reply code and words (addresses redacted)
+    bounced: int
+    # never mailed again (ARF complaints); soft failures caused by our side, by reason:
+    # a blocker until fixed (see README, "Bounces")
+    complaints: int
+    sender_problems: dict[str, int]
+    unknown: int
+    sending: int
+    pending: int
+
+    @property
+    def needs_attention(self) -> bool:
+        """Someone is left failed or with an unknown outcome, or our side is refused: the run
+        should not exit 0."""
+        return bool(self.failed or self.unknown or self.sending or self.sender_problems)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
-def brand_status(store: StateStore, brand: Brand, today: date) -> dict[str, object]:
+STATUS_COLUMNS = tuple(f.name for f in fields(BrandStatus))
+
+
+def brand_status(store: StateStore, brand: Brand, today: date) -> BrandStatus:
     campaign = campaign_id(brand)
     counts = store.counts(brand.slug, campaign)
     pins, deliveries = counts["pins"], counts["deliveries"]
     marks = store.mark_counts(brand.slug, campaign)
-    return {
-        "brand": brand.slug,
-        "mandatory_date": brand.mandatory_date.isoformat(),
-        "days_left": (brand.mandatory_date - today).days,
-        "customers": sum(pins.values()) + sum(counts["rejected"].values()),
-        "pins_generated": pins.get("generated", 0),
-        "pins_kept": pins.get("kept", 0),
-        "rejected": counts["rejected"],
-        "unreachable": counts["unreachable"],
-        "sent": deliveries.get("sent", 0),
-        "failed": counts["failed"],
-        "bounced": deliveries.get("bounced", 0),
-        # never mailed again (ARF complaints); soft failures caused by our side, by reason:
-        # a blocker until fixed (see README, "Bounces")
-        "complaints": sum(marks["complaint"].values()),
-        "sender_problems": marks["sender_problem"],
-        "unknown": deliveries.get("unknown", 0),
-        "sending": deliveries.get("sending", 0),
-        "pending": store.pending_count(brand.slug, campaign),
-    }
-
-
-def needs_attention(status: dict[str, object]) -> bool:
-    """Someone is left failed or with an unknown outcome, or our side is refused: the run
-    should not exit 0."""
-    return any(bool(status.get(key)) for key in ("failed", "unknown", "sending", "sender_problems"))
+    return BrandStatus(
+        brand=brand.slug,
+        mandatory_date=brand.mandatory_date.isoformat(),
+        days_left=(brand.mandatory_date - today).days,
+        customers=sum(pins.values()) + sum(counts["rejected"].values()),
+        pins_generated=pins.get("generated", 0),
+        pins_kept=pins.get("kept", 0),
+        rejected=counts["rejected"],
+        unreachable=counts["unreachable"],
+        sent=deliveries.get("sent", 0),
+        failed=counts["failed"],
+        bounced=deliveries.get("bounced", 0),
+        complaints=sum(marks["complaint"].values()),
+        sender_problems=marks["sender_problem"],
+        unknown=deliveries.get("unknown", 0),
+        sending=deliveries.get("sending", 0),
+        pending=store.pending_count(brand.slug, campaign),
+    )
 
 
 def write_report(state_dir: Path, brand: Brand, status: dict[str, object]) -> Path:
