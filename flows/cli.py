@@ -89,9 +89,7 @@ def settings(a: argparse.Namespace) -> Settings:
     """Flag, then ROLLOUT_* environment, then default; validated."""
     from rollout.settings import load_settings
 
-    return load_settings(
-        exports=getattr(a, "exports", None), transport=getattr(a, "transport", None)
-    )
+    return load_settings(exports=getattr(a, "exports", None))
 
 
 def exports_of(a: argparse.Namespace) -> str:
@@ -273,11 +271,10 @@ def cmd_notify(a: argparse.Namespace, resend: bool = False) -> int:
 def _check_sending(a: argparse.Namespace, brands: Sequence[Brand]) -> None:
     """Refuse in one line before any flow starts: a bad transport URL (or credentials that
     would go out in plaintext) never reaches Prefect's parameters, a late run changes nothing."""
-    from flows.notify import transport_url
+    from flows.notify import chosen_transport
     from rollout.notify import check_deadline
-    from rollout.transports import open_transport
 
-    open_transport(transport_url(a.transport, str(a.state_dir)))
+    chosen_transport(a.transport, str(a.state_dir))
     for b in brands:
         check_deadline(b, a.today or date.today(), a.after_deadline)
 
@@ -450,13 +447,12 @@ def _clear_sender_problems(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from flows.notify import transport_url
+    from flows.notify import chosen_transport
     from flows.serve import require_server, serve_all
-    from rollout.transports import open_transport
 
     exports = Path(exports_of(a))
     # A bad URL (or one with a password) never reaches the deployments' parameters.
-    open_transport(transport_url(a.transport, str(a.state_dir)))
+    chosen_transport(a.transport, str(a.state_dir))
     require_server()  # the temporary server of a plain run cannot schedule anything
     serve_all(exports, a.state_dir, a.transport, a.after_deadline)
     return 0

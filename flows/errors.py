@@ -42,6 +42,15 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 EXIT_BLOCKED = 3
 EXIT_ENVIRONMENT = 4
+# Everything `run_reporting_errors` turns into one line and an exit code (flows.logs keeps
+# their tracebacks out of Prefect's logs).
+REPORTED: tuple[type[BaseException], ...] = (
+    *USER_ERRORS,
+    SendingBlocked,
+    sqlite3.Error,
+    OSError,
+    KeyboardInterrupt,  # Interrupted included
+)
 
 
 def run_reporting_errors(command: Callable[[], int], state_dir: Path | None = None) -> int:

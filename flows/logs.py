@@ -9,18 +9,8 @@ it stays.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
-from flows.errors import USER_ERRORS
-from rollout.notify import SendingBlocked
-
-REPORTED: tuple[type[BaseException], ...] = (
-    *USER_ERRORS,
-    SendingBlocked,
-    sqlite3.Error,
-    OSError,
-    KeyboardInterrupt,
-)
+from flows.errors import REPORTED
 
 
 class _DropReportedTracebacks(logging.Filter):

@@ -25,15 +25,17 @@ from rollout.notify import (
 )
 from rollout.report import STATUS_COLUMNS, brand_status, write_report
 from rollout.state import StateStore
-from rollout.transports import open_transport
+from rollout.transports import Transport, open_transport
 
 DEFAULT_TRANSPORT = "maildir:{state_dir}/outbox"
 
 
-def transport_url(url: str | None, state_dir: str) -> str:
-    """--transport, else ROLLOUT_TRANSPORT, else a Maildir in the state dir (no server needed)."""
+def chosen_transport(url: str | None, state_dir: str) -> Transport:
+    """--transport, else ROLLOUT_TRANSPORT, else a Maildir in the state dir (no server needed),
+    parsed and checked (TransportConfigError in one line)."""
     chosen = url or os.environ.get("ROLLOUT_TRANSPORT") or DEFAULT_TRANSPORT
-    return chosen.replace("{state_dir}", state_dir)  # not format(): other braces are refused
+    # not format(): other braces are refused by open_transport
+    return open_transport(chosen.replace("{state_dir}", state_dir))
 
 
 @flow(name="legi-pin-notify-brand", persist_result=False, flow_run_name=run_name("notify"))
@@ -53,7 +55,7 @@ def notify_for_brand(
     b = load_brand(brand)
     check_deadline(b, today or date.today(), after_deadline)
     settings = DeliverySettings(connections=connections, rate_per_second=rate)
-    link = open_transport(transport_url(transport, state_dir))
+    link = chosen_transport(transport, state_dir)
     limit = limit if limit is not None else (b.daily_quota or None)
     with brand_lock(Path(state_dir), b.slug, "notify"), StateStore.in_dir(Path(state_dir)) as store:
         total = _expected(store, b, limit, resend, include_unknown)

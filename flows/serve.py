@@ -19,16 +19,15 @@ from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
 from flows.artifacts import artifact_key, run_name
-from flows.notify import resend_all, transport_url
+from flows.notify import chosen_transport, resend_all
 from flows.preview import preview_flow
 from flows.run import rollout_run
 from rollout.brands import load_brand, load_brands
 from rollout.notify import check_deadline
 from rollout.plan import forecast_markdown
 from rollout.report import brand_forecast
-from rollout.settings import SettingsError, load_settings
+from rollout.settings import SettingsError, exports_folder
 from rollout.state import StateStore
-from rollout.transports import open_transport
 
 TIMEZONE = "Europe/Berlin"
 # Runs import the installed package (flows.serve:scheduled_wave), not a file path that only
@@ -63,8 +62,8 @@ def scheduled_wave(
         return {"skipped": True, "scheduled": scheduled.isoformat()}
     # Guards before side effects: a wave that is going to refuse to send draws no PIN.
     check_deadline(load_brand(brand), date.today(), after_deadline)
-    exports = load_settings(exports=exports_dir, transport=transport).require_exports()
-    open_transport(transport_url(transport, state_dir))
+    exports = exports_folder(exports_dir)
+    chosen_transport(transport, state_dir)
     result: dict[str, object] = dict(
         rollout_run([brand], str(exports), state_dir, transport, after_deadline=after_deadline)
     )

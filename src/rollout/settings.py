@@ -28,7 +28,6 @@ class Settings(BaseSettings):
 
     # Folder with one <brand>.csv per brand; no default: a real run names its exports.
     exports: Path | None = None
-    transport: str | None = None
 
     def require_exports(self) -> Path:
         if self.exports is None:
