@@ -433,13 +433,10 @@ def _bounces_dry_run(a: argparse.Namespace) -> int:
 
 
 def _clear_sender_problems(a: argparse.Namespace) -> int:
-    from flows.summary import NothingRunYet
+    from flows.summary import existing_state
     from rollout.brands import load_brands
-    from rollout.state import StateStore
 
-    if not (a.state_dir / "state.sqlite3").is_file():  # a mistyped --state-dir creates nothing
-        raise NothingRunYet(f"no state DB in {a.state_dir}: nothing has run there yet")
-    with StateStore.in_dir(a.state_dir) as store:
+    with existing_state(a.state_dir, writable=True) as store:
         for b in load_brands(a.brands):
             cleared = store.clear_marks(b.slug, "sender_problem")
             print(f"{b.slug}: {cleared} sender problems cleared")

@@ -44,15 +44,21 @@ def print_pin_summaries(results: Sequence[dict[str, object]]) -> None:
 
 def status_rows(state_dir: Path, brands: list[str] | None) -> list[BrandStatus]:
     """Read-only: asking where things stand never creates or changes a state DB."""
-    store = StateStore.existing(state_dir)
-    if store is None:
-        raise NothingRunYet(f"no state DB in {state_dir}: nothing has run there yet")
+    store = existing_state(state_dir)
     with store:
         return [brand_status(store, b, date.today()) for b in load_brands(brands)]
 
 
 class NothingRunYet(LookupError):
     """The state dir holds no state DB."""
+
+
+def existing_state(state_dir: Path, *, writable: bool = False) -> StateStore:
+    """The state DB (read-only unless asked), or NothingRunYet: a mistyped state dir creates
+    nothing."""
+    if not (state_dir / "state.sqlite3").is_file():
+        raise NothingRunYet(f"no state DB in {state_dir}: nothing has run there yet")
+    return StateStore.in_dir(state_dir, read_only=not writable)
 
 
 def print_status(rows: Sequence[BrandStatus]) -> None:
@@ -63,9 +69,7 @@ def forecasts(
     state_dir: Path, brands: list[str] | None, as_of: datetime, rate: float | None = None
 ) -> list[Forecast]:
     """Read-only, like status: each brand's forecast as of `as_of`."""
-    store = StateStore.existing(state_dir)
-    if store is None:
-        raise NothingRunYet(f"no state DB in {state_dir}: nothing has run there yet")
+    store = existing_state(state_dir)
     with store:
         return [brand_forecast(store, b, as_of, rate) for b in load_brands(brands)]
 
@@ -114,9 +118,7 @@ def finish_with_status(state_dir: Path, brands: Sequence[Brand]) -> int:
 
 def write_unreachable(state_dir: Path, brand: str, out: Path) -> int:
     b = load_brand(brand)
-    store = StateStore.existing(state_dir)  # read-only: a mistyped state dir creates nothing
-    if store is None:
-        raise NothingRunYet(f"no state DB in {state_dir}: nothing has run there yet")
+    store = existing_state(state_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with store, out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
