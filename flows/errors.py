@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from flows.summary import NothingRunYet
 from rollout.brands import BrandError
 from rollout.exports import ExportError
@@ -48,6 +50,7 @@ REPORTED: tuple[type[BaseException], ...] = (
     *USER_ERRORS,
     SendingBlocked,
     sqlite3.Error,
+    DBAPIError,  # the state DB's, as SQLAlchemy passes them on
     OSError,
     KeyboardInterrupt,  # Interrupted included
 )
@@ -60,16 +63,23 @@ def run_reporting_errors(command: Callable[[], int], state_dir: Path | None = No
         return _fail(str(error), 2)
     except SendingBlocked as error:
         return _fail(str(error), EXIT_BLOCKED)
-    except sqlite3.Error as error:
-        where = f"state DB {state_dir / 'state.sqlite3'}" if state_dir else "state DB"
-        name = getattr(error, "sqlite_errorname", type(error).__name__)
-        return _fail(f"{where}: {error} ({name})", EXIT_ENVIRONMENT)
+    except (sqlite3.Error, DBAPIError) as error:
+        return _fail(_db_error(error, state_dir), EXIT_ENVIRONMENT)
     except OSError as error:
         return _fail(_os_error(error), EXIT_ENVIRONMENT)
     except Interrupted as stop:
         return _fail(f"{stop}; re-run the same command to continue", 128 + stop.signal)
     except KeyboardInterrupt:
         return _fail("interrupted; re-run the same command to continue", 130)
+
+
+def _db_error(error: Exception, state_dir: Path | None) -> str:
+    """One line: which DB, what it said (its first line: no SQL, no parameters), its code."""
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    name = getattr(cause, "sqlite_errorname", None) or getattr(cause, "sqlstate", None)
+    where = f"state DB {state_dir / 'state.sqlite3'}" if state_dir else "state DB"
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return f"{where}: {text} ({name or type(cause).__name__})"
 
 
 def _os_error(error: OSError) -> str:

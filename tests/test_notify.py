@@ -47,11 +47,11 @@ def prepared_state(state_dir: Path, brand: str = "jamobil", exports: Path = SAMP
 
 
 def reachable(store: StateStore, brand: str) -> dict[str, str]:
-    rows = store.db.execute(
+    rows = store.db.exec_driver_sql(
         "SELECT customer_id, email FROM customers WHERE brand = ? AND email_problem IS NULL",
         (brand,),
     )
-    return dict(rows)
+    return dict(rows.all())
 
 
 def notify(store: StateStore, url: str, brand: str = "jamobil", **kw: object) -> object:
@@ -185,7 +185,7 @@ def test_resend_reaches_exactly_the_failed_and_bounced(tmp_path: Path) -> None:
         store.mark_bounced("jamobil", campaign, by_address[hard], True, 550, "5.1.1 unknown")
         store.mark_bounced("jamobil", campaign, by_address[soft], False, 452, "4.2.2 full")
         for old, new in ((gone, "neu@example.org"), (hard, "neu2@example.org")):
-            store.db.execute(
+            store.db.exec_driver_sql(
                 "UPDATE customers SET email = ? WHERE customer_id = ?", (new, by_address[old])
             )
         server.set_faults()

@@ -102,14 +102,14 @@ def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
     out = writeback_path(tmp_path, load_brand("congstar"))
     before = out.read_bytes()
     with StateStore.in_dir(tmp_path) as store:
-        hashes = store.db.execute(
+        hashes = store.db.exec_driver_sql(
             "SELECT customer_id, pin_hash, pin_since FROM customers"
         ).fetchall()
     second = run_stage(SAMPLES, tmp_path, "congstar", chunk_size=7)
     assert out.read_bytes() == before
     with StateStore.in_dir(tmp_path) as store:
         assert (
-            store.db.execute("SELECT customer_id, pin_hash, pin_since FROM customers").fetchall()
+            store.db.exec_driver_sql("SELECT customer_id, pin_hash, pin_since FROM customers").fetchall()
             == hashes
         )
     assert second.generated == 0  # type: ignore[attr-defined]
@@ -123,7 +123,7 @@ def test_a_pin_changed_in_the_app_since_arrives_with_the_next_export(tmp_path: P
     shutil.copy(SAMPLES / "jamobil.csv", exports / "jamobil.csv")
     run_stage(exports, tmp_path, "jamobil")
     with StateStore.in_dir(tmp_path) as store:
-        cid, ours, sealed = store.db.execute(
+        cid, ours, sealed = store.db.exec_driver_sql(
             "SELECT customer_id, pin_hash, pin_sealed FROM customers "
             "WHERE pin_source = 'generated' LIMIT 1"
         ).fetchone()
@@ -149,7 +149,7 @@ def test_a_pin_changed_in_the_app_since_arrives_with_the_next_export(tmp_path: P
 def test_generated_hashes_verify_only_for_their_own_customer(tmp_path: Path) -> None:
     run_stage(SAMPLES, tmp_path, "jamobil")
     with StateStore.in_dir(tmp_path) as store:
-        cid, stored = store.db.execute(
+        cid, stored = store.db.exec_driver_sql(
             "SELECT customer_id, pin_hash FROM customers WHERE pin_source = 'generated' LIMIT 1"
         ).fetchone()
     peppers = {"test-jamobil": TEST_PEPPERS["jamobil"]}

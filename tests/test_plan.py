@@ -289,7 +289,7 @@ def test_the_rate_comes_from_the_option_else_from_recent_sends(tmp_path: Path) -
             store.mark_sending("congstar", camp, c.customer_id, f"<{i}@x>", c.email)
             store.mark_finished("congstar", camp, c.customer_id, "sent", 250, "ok")
             at = utc(2022, 5, 1, 6) + timedelta(seconds=i // 10)
-            store.db.execute(
+            store.db.exec_driver_sql(
                 "UPDATE deliveries SET updated_at = ? WHERE customer_id = ?",
                 (at.isoformat(timespec="seconds"), c.customer_id),
             )

@@ -175,7 +175,7 @@ def test_every_generated_pin_in_the_write_back_opens_to_the_pin_behind_its_hash(
     with StateStore.in_dir(tmp_path) as store:
         generated = {
             r[0]
-            for r in store.db.execute(
+            for r in store.db.exec_driver_sql(
                 "SELECT customer_id FROM customers WHERE brand = ? AND pin_source = 'generated'",
                 (brand,),
             )
@@ -331,7 +331,7 @@ def test_rollout_pins_unpeppered_works_and_still_seals(
     assert main(args) == 0
     assert "hashing WITHOUT a pepper (--unpeppered)" in capsys.readouterr().err
     with StateStore.in_dir(tmp_path) as store:
-        rows = store.db.execute(
+        rows = store.db.exec_driver_sql(
             "SELECT customer_id, pin_hash, pin_sealed FROM customers WHERE pin_source = 'generated'"
         ).fetchall()
     assert len(rows) > 300

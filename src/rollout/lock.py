@@ -1,10 +1,13 @@
 """The brand lock: one run at a time may assign PINs or send for a brand.
 
-An OS lock (`flock`) on `<state-dir>/locks/<brand>.lock`, held for the run's life. The kernel
-releases it when the holder exits, however it exits (a kill included), and it is judged by the
-open file, not by a process id: two runs in different PID namespaces (containers sharing the
-state volume) exclude each other, and a live holder can never be taken for dead. The file also
-says who holds it, for the message a second run prints.
+With the state on PostgreSQL it is an advisory lock there (rollout.state.advisory): runs on
+several hosts share that DB, not a disk, and runs that only send may share the lock.
+
+With SQLite it is an OS lock (`flock`) on `<state-dir>/locks/<brand>.lock`, held for the run's
+life. The kernel releases it when the holder exits, however it exits (a kill included), and it
+is judged by the open file, not by a process id: two runs in different PID namespaces
+(containers sharing the state volume) exclude each other, and a live holder can never be taken
+for dead. The file also says who holds it, for the message a second run prints.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rollout.state.advisory import advisory_lock, holders
+from rollout.state.connect import connect, sqlite_path, state_url
+
 
 class LockHeld(RuntimeError):
     """Another live run holds the brand's lock."""
@@ -28,8 +34,41 @@ def lock_path(state_dir: Path, brand: str) -> Path:
 
 
 @contextmanager
-def brand_lock(state_dir: Path, brand: str, holder: str) -> Iterator[None]:
-    """Hold `brand`'s lock while the block runs; raise LockHeld at once if a live run has it."""
+def brand_lock(
+    state_dir: Path,
+    brand: str,
+    holder: str,
+    *,
+    url: str | None = None,
+    password: str | None = None,
+    shared: bool = False,
+) -> Iterator[None]:
+    """Hold `brand`'s lock while the block runs; raise LockHeld at once if a live run has it.
+
+    `shared`: a run that only sends (PostgreSQL: others like it may run at the same time;
+    SQLite: exclusive all the same, since one process writes a SQLite DB).
+    """
+    chosen = state_url(state_dir, url)
+    if sqlite_path(chosen) is None:
+        with advisory_lock(chosen, brand, holder, shared=shared, password=password) as got:
+            if not got:
+                raise LockHeld(f"brand {brand} is {_on_postgresql(chosen, brand, password)}")
+            yield
+        return
+    with _file_lock(state_dir, brand, holder):
+        yield
+
+
+def _on_postgresql(url: str, brand: str, password: str | None) -> str:
+    with connect(url, password=password) as db:
+        found = holders(db, brand)
+    if not found:
+        return "locked by another run (it has just ended: try again)"
+    return "locked by " + "; ".join(found) + "; it is released when that run ends"
+
+
+@contextmanager
+def _file_lock(state_dir: Path, brand: str, holder: str) -> Iterator[None]:
     path = lock_path(state_dir, brand)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -54,8 +93,15 @@ def brand_lock(state_dir: Path, brand: str, holder: str) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
-def holder_of(state_dir: Path, brand: str) -> str | None:
+def holder_of(
+    state_dir: Path, brand: str, url: str | None = None, password: str | None = None
+) -> str | None:
     """Who holds `brand`'s lock now, or None; never creates anything."""
+    chosen = state_url(state_dir, url)
+    if sqlite_path(chosen) is None:
+        with connect(chosen, read_only=True, password=password) as db:
+            found = holders(db, brand)
+        return "locked by " + "; ".join(found) if found else None
     path = lock_path(state_dir, brand)
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -144,8 +144,13 @@ async def notify_brand(
     composer = Composer(brand, summary.campaign)
     composer.validate()  # a template error stops us before the first mail, not after 1000
     summary.unknown_found = store.mark_interrupted(brand.slug, summary.campaign)
-    recipients = store.iter_pending(brand.slug, summary.campaign, limit)
-    await _send(brand, store, composer, transport, settings, recipients, summary, progress)
+    # Claimed a page at a time as the queue takes them: another run sharing the DB
+    # (PostgreSQL) never gets the same customers; what is claimed but not sent goes back.
+    recipients = store.iter_claimed(brand.slug, summary.campaign, limit)
+    try:
+        await _send(brand, store, composer, transport, settings, recipients, summary, progress)
+    finally:
+        store.release_claims(brand.slug, summary.campaign)
     return summary
 
 
@@ -209,7 +214,9 @@ async def _send(
     journal = StoreJournal(store, brand.slug, summary.campaign)
 
     def unusable(r: Recipient) -> None:
-        store.mark_unreachable(brand.slug, r.customer_id, "bad_email")
+        with store.transaction():
+            store.mark_unreachable(brand.slug, r.customer_id, "bad_email")
+            store.release(brand.slug, summary.campaign, r.customer_id)  # its claim, if any
         summary.unusable_address += 1
 
     messages = outgoing(recipients, composer, brand, unusable)

@@ -1,36 +1,92 @@
 """Deliveries: each customer's mail in a campaign, from pending to sent, failed or unknown.
 
-Each delivery change is one statement, so one implicit transaction: durable in WAL without the
-cost of an explicit BEGIN/COMMIT pair (it is paid per message).
+A customer is claimed before being mailed: a 'sending' row with no attempt yet, made in one
+transaction with others. Two runs sharing a PostgreSQL DB never claim the same customer
+(`FOR UPDATE SKIP LOCKED`, then `ON CONFLICT DO NOTHING`); each claim names its runner (the
+claiming connection), so that a later run takes back only the claims of runs that are gone.
+On SQLite one run holds the brand, so every claim it finds is a dead run's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from rollout.model import PinSource, Recipient
 from rollout.state import schema
-from rollout.state.base import Connected
+from rollout.state.base import Connected, sql
 from rollout.state.records import DELIVERY_COLUMNS, Delivery, delivery_from_row
+
+_NOT_MAILED = """
+    c.brand = :brand AND c.email_problem IS NULL AND c.customer_id > :after
+    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.brand = c.brand
+                    AND d.campaign = :campaign AND d.customer_id = c.customer_id)
+    AND NOT EXISTS (SELECT 1 FROM bounce_marks m WHERE m.brand = c.brand
+                    AND m.customer_id = c.customer_id AND m.mark = 'complaint')
+"""
+_PENDING = sql(
+    "SELECT c.customer_id, c.first_name, c.last_name, c.email, c.pin_source FROM customers c "
+    f"WHERE {_NOT_MAILED} ORDER BY c.customer_id LIMIT :limit"
+)
+_CLAIM = """
+    WITH picked AS (
+        SELECT c.customer_id, c.email FROM customers c WHERE {not_mailed}
+        ORDER BY c.customer_id LIMIT :limit {lock})
+    INSERT INTO deliveries (brand, campaign, customer_id, message_id, address, status,
+                            attempts, updated_at, runner)
+    SELECT :brand, :campaign, customer_id, '', email, 'sending', 0, :at, :runner
+    FROM picked WHERE true
+    ON CONFLICT DO NOTHING
+    RETURNING customer_id
+"""
+_CLAIMS = {
+    "postgresql": sql(_CLAIM.format(not_mailed=_NOT_MAILED, lock="FOR UPDATE OF c SKIP LOCKED")),
+    "sqlite": sql(_CLAIM.format(not_mailed=_NOT_MAILED, lock="")),
+}
+_RECIPIENTS = sql(
+    "SELECT customer_id, first_name, last_name, email, pin_source FROM customers "
+    "WHERE brand = :brand AND customer_id IN :ids ORDER BY customer_id",
+    "ids",
+)
+# Whose claims may be taken back: on PostgreSQL those of connections that are gone.
+_GONE = {
+    "postgresql": """AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+        WHERE deliveries.runner = a.pid || '@' || extract(epoch FROM a.backend_start))""",
+    "sqlite": "",
+}
+_ME = (
+    "SELECT pid || '@' || extract(epoch FROM backend_start) FROM pg_stat_activity "
+    "WHERE pid = pg_backend_pid()"
+)
+_SENDING = sql(
+    """
+    INSERT INTO deliveries (brand, campaign, customer_id, message_id, address,
+                            status, attempts, updated_at, runner)
+    VALUES (:brand, :campaign, :customer_id, :message_id, :address, 'sending', 1, :at, :runner)
+    ON CONFLICT (brand, campaign, customer_id) DO UPDATE SET
+        status = 'sending', message_id = excluded.message_id, address = excluded.address,
+        attempts = deliveries.attempts + 1, updated_at = excluded.updated_at,
+        runner = excluded.runner
+    """
+)
 
 
 class Deliveries(Connected):
+    _runner: str | None = None
+
+    @property
+    def runner(self) -> str:
+        """This connection's name in the claims it makes."""
+        if self._runner is None:
+            mine = self._rows(sql(_ME))[0][0] if self.dialect == "postgresql" else "local"
+            self._runner = str(mine)
+        return self._runner
+
     def pending_recipients(
         self, brand: str, campaign: str, after: str = "", limit: int = 1000
     ) -> list[Recipient]:
         """Reachable customers with no delivery record yet, in customer_id order (keyset paging)."""
-        rows = self.db.execute(
-            """
-            SELECT c.customer_id, c.first_name, c.last_name, c.email, c.pin_source
-            FROM customers c
-            WHERE c.brand = ? AND c.email_problem IS NULL AND c.customer_id > ?
-              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.brand = c.brand
-                              AND d.campaign = ? AND d.customer_id = c.customer_id)
-              AND NOT EXISTS (SELECT 1 FROM bounce_marks m WHERE m.brand = c.brand
-                              AND m.customer_id = c.customer_id AND m.mark = 'complaint')
-            ORDER BY c.customer_id LIMIT ?
-            """,
-            (brand, after, campaign, limit),
+        rows = self._rows(
+            _PENDING, {"brand": brand, "campaign": campaign, "after": after, "limit": limit}
         )
         return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
 
@@ -38,10 +94,45 @@ class Deliveries(Connected):
         self, brand: str, campaign: str, limit: int | None = None, page: int = 1000
     ) -> Iterator[Recipient]:
         """All pending recipients (at most `limit`), a page at a time so memory stays flat."""
+        return self._paged(
+            lambda after, n: self.pending_recipients(brand, campaign, after, n), limit, page
+        )
+
+    def claim_pending(
+        self, brand: str, campaign: str, after: str = "", limit: int = 500
+    ) -> list[Recipient]:
+        """Claim up to `limit` pending recipients after `after` in one transaction."""
+        args = {
+            "brand": brand,
+            "campaign": campaign,
+            "after": after,
+            "limit": limit,
+            "at": schema.now(),
+            "runner": self.runner,
+        }
+        with self.transaction():
+            ids = [r[0] for r in self._rows(_CLAIMS[self.dialect], args)]
+            if not ids:
+                return []
+            rows = self._rows(_RECIPIENTS, {"brand": brand, "ids": ids})
+        return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
+
+    def iter_claimed(
+        self, brand: str, campaign: str, limit: int | None = None, page: int = 500
+    ) -> Iterator[Recipient]:
+        """Claim and yield pending recipients (at most `limit`), a page when the last is used."""
+        return self._paged(
+            lambda after, n: self.claim_pending(brand, campaign, after, n), limit, page
+        )
+
+    @staticmethod
+    def _paged(
+        fetch: Callable[[str, int], list[Recipient]], limit: int | None, page: int
+    ) -> Iterator[Recipient]:
         after, left = "", limit
         while left is None or left > 0:
             size = page if left is None else min(page, left)
-            batch = self.pending_recipients(brand, campaign, after, size)
+            batch = fetch(after, size)
             yield from batch
             if len(batch) < size:
                 return
@@ -51,28 +142,26 @@ class Deliveries(Connected):
     def mailed_among(self, brand: str, campaign: str, customer_ids: Sequence[str]) -> set[str]:
         """Those of `customer_ids` with any delivery record (sent, failed, unknown ...)."""
         rows = self._among(
-            "SELECT customer_id FROM deliveries WHERE brand = ? AND campaign = ?",
-            [brand, campaign],
+            "SELECT customer_id FROM deliveries WHERE brand = :brand AND campaign = :campaign",
+            {"brand": brand, "campaign": campaign},
             customer_ids,
         )
         return {r[0] for r in rows}
 
-    # Each delivery change is one statement, so one implicit transaction: durable in WAL
-    # without the cost of an explicit BEGIN/COMMIT pair (it is paid per message).
-
     def mark_sending(
         self, brand: str, campaign: str, customer_id: str, message_id: str, address: str
     ) -> None:
-        self.db.execute(
-            """
-            INSERT INTO deliveries (brand, campaign, customer_id, message_id, address,
-                                    status, attempts, updated_at)
-            VALUES (?, ?, ?, ?, ?, 'sending', 1, ?)
-            ON CONFLICT (brand, campaign, customer_id) DO UPDATE SET
-                status = 'sending', address = excluded.address,
-                attempts = attempts + 1, updated_at = excluded.updated_at
-            """,
-            (brand, campaign, customer_id, message_id, address, schema.now()),
+        self._write(
+            _SENDING,
+            {
+                "brand": brand,
+                "campaign": campaign,
+                "customer_id": customer_id,
+                "message_id": message_id,
+                "address": address,
+                "at": schema.now(),
+                "runner": self.runner,
+            },
         )
 
     def mark_finished(
@@ -85,47 +174,74 @@ class Deliveries(Connected):
         reason: str,
         permanent: bool = False,
     ) -> None:
-        self.db.execute(
-            """
-            UPDATE deliveries SET status = ?, code = ?, reason = ?, permanent = ?,
-                   updated_at = ?
-            WHERE brand = ? AND campaign = ? AND customer_id = ?
-            """,
-            (status, code, reason, int(permanent), schema.now(), brand, campaign, customer_id),
+        self._write(
+            sql(
+                "UPDATE deliveries SET status = :status, code = :code, reason = :reason, "
+                "permanent = :permanent, updated_at = :at "
+                "WHERE brand = :brand AND campaign = :campaign AND customer_id = :customer_id"
+            ),
+            {
+                "status": status,
+                "code": code,
+                "reason": reason,
+                "permanent": int(permanent),
+                "at": schema.now(),
+                "brand": brand,
+                "campaign": campaign,
+                "customer_id": customer_id,
+            },
         )
 
     def release(self, brand: str, campaign: str, customer_id: str) -> None:
-        """The server certainly did not take the message: the customer is pending again."""
-        self.db.execute(
-            "DELETE FROM deliveries WHERE brand = ? AND campaign = ? AND customer_id = ? "
-            "AND status = 'sending'",
-            (brand, campaign, customer_id),
+        """The server certainly did not take the message (or it was claimed and never sent):
+        the customer is pending again."""
+        self._write(
+            sql(
+                "DELETE FROM deliveries WHERE brand = :brand AND campaign = :campaign "
+                "AND customer_id = :customer_id AND status = 'sending'"
+            ),
+            {"brand": brand, "campaign": campaign, "customer_id": customer_id},
+        )
+
+    def release_claims(self, brand: str, campaign: str) -> int:
+        """This runner's claims never handed to the server go back to pending."""
+        return self._write(
+            sql(
+                "DELETE FROM deliveries WHERE brand = :brand AND campaign = :campaign "
+                "AND status = 'sending' AND attempts = 0 AND runner = :runner"
+            ),
+            {"brand": brand, "campaign": campaign, "runner": self.runner},
         )
 
     def mark_interrupted(self, brand: str, campaign: str) -> int:
-        """A run that died between 'sending' and the answer: the outcome is unknown."""
-        with self.transaction() as db:
-            cur = db.execute(
-                "UPDATE deliveries SET status = 'unknown', updated_at = ? "
-                "WHERE brand = ? AND campaign = ? AND status = 'sending'",
-                (schema.now(), brand, campaign),
+        """Take back what runs that are gone left behind: their claims go back to pending, and
+        a mail they were sending when they died has an unknown outcome (how many)."""
+        gone = _GONE[self.dialect]
+        args = {"brand": brand, "campaign": campaign, "at": schema.now()}
+        where = "brand = :brand AND campaign = :campaign AND status = 'sending'"
+        with self.transaction():
+            self._write(sql(f"DELETE FROM deliveries WHERE {where} AND attempts = 0 {gone}"), args)
+            return self._write(
+                sql(
+                    f"UPDATE deliveries SET status = 'unknown', updated_at = :at "
+                    f"WHERE {where} {gone}"
+                ),
+                args,
             )
-            return cur.rowcount
 
     def deliveries_matching(
         self, *, message_id: str | None = None, address: str | None = None
     ) -> list[tuple[str, str, Delivery]]:
         """(brand, campaign, delivery) for a bounce's Message-ID or address (case-insensitive)."""
         if message_id is not None:
-            where, arg = "message_id = ?", message_id
+            where, arg = "message_id = :arg", message_id
         elif address is not None:
-            where, arg = "lower(address) = lower(?)", address
+            where, arg = "lower(address) = lower(:arg)", address
         else:
             raise ValueError("give message_id or address")
-        rows = self.db.execute(
-            f"SELECT brand, campaign, {DELIVERY_COLUMNS} "  # noqa: S608 - fixed text
-            f"FROM deliveries WHERE {where}",
-            (arg,),
+        rows = self._rows(
+            sql(f"SELECT brand, campaign, {DELIVERY_COLUMNS} FROM deliveries WHERE {where}"),
+            {"arg": arg},
         )
         return [(r[0], r[1], delivery_from_row(r[2:])) for r in rows]
 
@@ -139,10 +255,13 @@ class Deliveries(Connected):
     def deliveries(
         self, brand: str, campaign: str, statuses: Sequence[str] | None = None
     ) -> list[Delivery]:
-        query = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE brand = ? AND campaign = ?"  # noqa: S608
-        args: list[object] = [brand, campaign]
+        query = (
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
+            "WHERE brand = :brand AND campaign = :campaign"
+        )
+        args: dict[str, object] = {"brand": brand, "campaign": campaign}
         if statuses:
-            query += f" AND status IN ({','.join('?' * len(statuses))})"
-            args += list(statuses)
-        rows = self.db.execute(query + " ORDER BY customer_id", args)
-        return [delivery_from_row(r) for r in rows]
+            query += " AND status IN :statuses"
+            args["statuses"] = [str(s) for s in statuses]
+        clause = sql(query + " ORDER BY customer_id", *(["statuses"] if statuses else []))
+        return [delivery_from_row(r) for r in self._rows(clause, args)]

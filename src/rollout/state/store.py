@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+from rollout.state.connect import has_tables, sqlite_path, state_url
 from rollout.state.counts import Counts
 from rollout.state.customers import Customers
 from rollout.state.deliveries import Deliveries
@@ -12,22 +14,39 @@ from rollout.state.schema import open_read_only, open_writable
 
 
 class StateStore(Customers, Deliveries, BounceMarks, Counts):
-    """One connection to the state DB; use from one thread (each task opens its own)."""
+    """One connection to the state DB (SQLite or PostgreSQL); any thread, one at a time."""
 
-    def __init__(self, path: Path, read_only: bool = False) -> None:
-        self.path = path
+    def __init__(self, url: str, read_only: bool = False, password: str | None = None) -> None:
+        self.url = url
+        self._turn = threading.RLock()
         # Read-only for previews and reports: they must not create or change anything.
-        self.db = open_read_only(path) if read_only else open_writable(path)
+        self.db = open_read_only(url, password) if read_only else open_writable(url, password)
 
     @classmethod
-    def in_dir(cls, state_dir: Path, read_only: bool = False) -> StateStore:
-        return cls(state_dir / "state.sqlite3", read_only)
+    def in_dir(
+        cls,
+        state_dir: Path,
+        read_only: bool = False,
+        url: str | None = None,
+        password: str | None = None,
+    ) -> StateStore:
+        """The state DB at `url`, or by default the SQLite file in `state_dir`."""
+        return cls(state_url(state_dir, url), read_only, password)
 
     @classmethod
-    def existing(cls, state_dir: Path) -> StateStore | None:
+    def existing(
+        cls, state_dir: Path, url: str | None = None, password: str | None = None
+    ) -> StateStore | None:
         """A read-only view of the state DB, or None where no run has made one yet."""
-        path = state_dir / "state.sqlite3"
-        return cls(path, read_only=True) if path.is_file() else None
+        chosen = state_url(state_dir, url)
+        path = sqlite_path(chosen)
+        if path is not None:
+            return cls(chosen, read_only=True) if path.is_file() else None
+        store = cls(chosen, read_only=True, password=password)
+        if has_tables(store.db):
+            return store
+        store.close()
+        return None
 
     def close(self) -> None:
         self.db.close()
