@@ -96,3 +96,65 @@ def test_runs_in_different_pid_namespaces_exclude_each_other(tmp_path: Path) -> 
         )
         assert second.returncode != 0 and "held" not in second.stdout
         assert "LockHeld: brand congstar is locked by notify (pid 1 on " in second.stderr
+
+
+HOLD_ON_POSTGRESQL = """
+import sys, time
+from pathlib import Path
+from rollout.lock import brand_lock
+with brand_lock(Path("."), sys.argv[2], "notify", url=sys.argv[1], shared=sys.argv[3] == "shared"):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+@contextmanager
+def holder_on_postgresql(url: str, mode: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding congstar's lock in a PostgreSQL DB until it is killed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_ON_POSTGRESQL, url, "congstar", mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_on_postgresql_a_killed_holder_leaves_no_stale_lock(
+    tmp_path: Path, fresh_postgres_db: str
+) -> None:
+    url = fresh_postgres_db
+    with holder_on_postgresql(url, "exclusive") as child:
+        with (
+            pytest.raises(LockHeld, match=rf"locked by rollout notify congstar pid {child.pid} "),
+            brand_lock(tmp_path, "congstar", "pins", url=url),
+        ):
+            pass
+        assert f"pid {child.pid}" in (holder_of(tmp_path, "congstar", url) or "")
+        child.send_signal(signal.SIGKILL)  # its connection dies, and the lock with it
+        child.wait()
+    with brand_lock(tmp_path, "congstar", "pins", url=url):
+        assert "rollout pins congstar" in (holder_of(tmp_path, "congstar", url) or "")
+    assert holder_of(tmp_path, "congstar", url) is None
+    assert not (tmp_path / "locks").exists()  # nothing on the local disk
+
+
+def test_on_postgresql_senders_share_the_lock_and_pins_wait_for_them(
+    tmp_path: Path, fresh_postgres_db: str
+) -> None:
+    url = fresh_postgres_db
+    with holder_on_postgresql(url, "shared"):
+        with brand_lock(tmp_path, "congstar", "notify", url=url, shared=True):
+            assert (holder_of(tmp_path, "congstar", url) or "").count("(shared") == 2
+        with (
+            pytest.raises(LockHeld, match="locked by rollout notify"),
+            brand_lock(tmp_path, "congstar", "pins", url=url),
+        ):
+            pass
+        with brand_lock(tmp_path, "jamobil", "pins", url=url):  # brands lock separately
+            pass

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
+from sqlalchemy import text
 
 from rollout.assign import assign_pins, local_hash_map
 from rollout.brands import load_brand
@@ -36,10 +37,12 @@ from smtp_server import SmtpTestServer, disconnect, lost_reply, reject, tempfail
 FAST_RETRY = DeliverySettings(connections=3, max_attempts=4, backoff_base=0.01, backoff_max=0.05)
 
 
-def prepared_state(state_dir: Path, brand: str = "jamobil", exports: Path = SAMPLES) -> StateStore:
-    """A state DB after the PIN stage, as notify finds it."""
+def prepared_state(
+    state_dir: Path, brand: str = "jamobil", exports: Path = SAMPLES, url: str | None = None
+) -> StateStore:
+    """A state DB (SQLite in `state_dir`, or at `url`) after the PIN stage, as notify finds it."""
     b = load_brand(brand)
-    store = StateStore.in_dir(state_dir)
+    store = StateStore.in_dir(state_dir, url=url)
     export = open_export(export_path(exports, b), b)
     keys = brand_keys(b)
     assign_pins(export, b, store, state_dir, local_hash_map(keys.hasher(), 2, keys.sealer))
@@ -47,9 +50,9 @@ def prepared_state(state_dir: Path, brand: str = "jamobil", exports: Path = SAMP
 
 
 def reachable(store: StateStore, brand: str) -> dict[str, str]:
-    rows = store.db.exec_driver_sql(
-        "SELECT customer_id, email FROM customers WHERE brand = ? AND email_problem IS NULL",
-        (brand,),
+    rows = store.db.execute(
+        text("SELECT customer_id, email FROM customers WHERE brand = :b AND email_problem IS NULL"),
+        {"b": brand},
     )
     return dict(rows.all())
 

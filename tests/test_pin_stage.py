@@ -109,7 +109,9 @@ def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
     assert out.read_bytes() == before
     with StateStore.in_dir(tmp_path) as store:
         assert (
-            store.db.exec_driver_sql("SELECT customer_id, pin_hash, pin_since FROM customers").fetchall()
+            store.db.exec_driver_sql(
+                "SELECT customer_id, pin_hash, pin_since FROM customers"
+            ).fetchall()
             == hashes
         )
     assert second.generated == 0  # type: ignore[attr-defined]

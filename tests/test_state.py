@@ -1,7 +1,10 @@
-"""The state DB: what it keeps, what a re-run reads back, and the brand lock."""
+"""The state DB: what it keeps, what a re-run reads back, and who may mail whom.
+
+Every test runs on SQLite and on a real PostgreSQL server (the `state_url` fixture)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +24,15 @@ def customer(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> StateStore:
-    return StateStore.in_dir(tmp_path)
+def store(state_url: str) -> Iterator[StateStore]:
+    with StateStore(state_url) as opened:
+        yield opened
 
 
-def test_a_recorded_hash_survives_a_reopen(tmp_path: Path) -> None:
-    with StateStore.in_dir(tmp_path) as s:
+def test_a_recorded_hash_survives_a_reopen(state_url: str) -> None:
+    with StateStore(state_url) as s:
         s.record_chunk("congstar", [customer("1", "$argon2id$one")], [])
-    with StateStore.in_dir(tmp_path) as s:
+    with StateStore(state_url) as s:
         assert s.known_hashes("congstar", ["1", "2"]) == {
             "1": ("$argon2id$one", PinSource.GENERATED)
         }
@@ -67,17 +71,19 @@ def test_pending_pages_through_everyone_reachable_once(store: StateStore) -> Non
     ]
 
 
-def test_delivery_lifecycle_and_interrupted_sends(store: StateStore) -> None:
-    store.record_chunk("congstar", [customer("1"), customer("2"), customer("3")], [])
-    store.mark_sending("congstar", "c1", "1", "<m1@x>", "a@example.com")
-    store.mark_finished("congstar", "c1", "1", "sent", 250, "ok")
-    store.mark_sending("congstar", "c1", "2", "<m2@x>", "a@example.com")  # then the run dies
-    assert [r.customer_id for r in store.iter_pending("congstar", "c1")] == ["3"]
-    assert store.mark_interrupted("congstar", "c1") == 1
-    assert [d.status for d in store.deliveries("congstar", "c1")] == ["sent", "unknown"]
-    store.mark_sending("congstar", "c1", "3", "<m3@x>", "a@example.com")
-    store.release("congstar", "c1", "3")
-    assert [r.customer_id for r in store.iter_pending("congstar", "c1")] == ["3"]
+def test_delivery_lifecycle_and_interrupted_sends(state_url: str) -> None:
+    with StateStore(state_url) as run:
+        run.record_chunk("congstar", [customer("1"), customer("2"), customer("3")], [])
+        run.mark_sending("congstar", "c1", "1", "<m1@x>", "a@example.com")
+        run.mark_finished("congstar", "c1", "1", "sent", 250, "ok")
+        run.mark_sending("congstar", "c1", "2", "<m2@x>", "a@example.com")  # then the run dies
+    with StateStore(state_url) as store:
+        assert [r.customer_id for r in store.iter_pending("congstar", "c1")] == ["3"]
+        assert store.mark_interrupted("congstar", "c1") == 1
+        assert [d.status for d in store.deliveries("congstar", "c1")] == ["sent", "unknown"]
+        store.mark_sending("congstar", "c1", "3", "<m3@x>", "a@example.com")
+        store.release("congstar", "c1", "3")
+        assert [r.customer_id for r in store.iter_pending("congstar", "c1")] == ["3"]
 
 
 def test_unreachable_lists_bad_addresses_and_permanent_failures(store: StateStore) -> None:
@@ -94,12 +100,56 @@ def test_unreachable_lists_bad_addresses_and_permanent_failures(store: StateStor
     ]
 
 
-def test_read_only_view_changes_nothing(tmp_path: Path) -> None:
-    assert StateStore.existing(tmp_path) is None
+def test_read_only_view_changes_nothing(tmp_path: Path, state_url: str) -> None:
+    assert StateStore.existing(tmp_path, state_url) is None
     assert not (tmp_path / "state.sqlite3").exists()
-    with StateStore.in_dir(tmp_path) as s:
+    with StateStore(state_url) as s:
         s.record_chunk("congstar", [customer("1")], [])
-    view = StateStore.existing(tmp_path)
+    view = StateStore.existing(tmp_path, state_url)
     assert view is not None
-    with view, pytest.raises(Exception, match="readonly"):
-        view.db.exec_driver_sql("DELETE FROM customers")
+    with view, pytest.raises(Exception, match=r"readonly|read-only"):
+        view.mark_unreachable("congstar", "1", "bad_email")
+    with StateStore(state_url) as s:
+        assert s.customer("congstar", "1").email_problem is None  # type: ignore[union-attr]
+
+
+def test_two_runners_never_claim_the_same_customer(state_url: str) -> None:
+    with StateStore(state_url) as a, StateStore(state_url) as b:
+        a.record_chunk("congstar", [customer(f"{i:03d}") for i in range(30)], [])
+        firsts = a.claim_pending("congstar", "c1", limit=10)
+        seconds = b.claim_pending("congstar", "c1", limit=10)
+        rest = list(a.iter_claimed("congstar", "c1", page=4))
+        claimed = [r.customer_id for r in (*firsts, *seconds, *rest)]
+        assert sorted(claimed) == [f"{i:03d}" for i in range(30)]  # each once
+        assert b.claim_pending("congstar", "c1") == []
+        assert a.counts("congstar", "c1")["deliveries"] == {"sending": 30}
+
+
+def test_claims_never_sent_go_back_and_a_runner_that_is_gone_loses_its_claims(
+    state_url: str,
+) -> None:
+    with StateStore(state_url) as dead:
+        dead.record_chunk("congstar", [customer(str(i)) for i in range(1, 7)], [])
+        dead.claim_pending("congstar", "c1", limit=3)  # 1, 2, 3
+        dead.mark_sending("congstar", "c1", "1", "<m1@x>", "a@example.com")  # then it dies
+    with StateStore(state_url) as a:
+        # The dead runner's mail in flight is unknown; what it only claimed is pending again.
+        assert a.mark_interrupted("congstar", "c1") == 1
+        assert [(d.customer_id, d.status) for d in a.deliveries("congstar", "c1")] == [
+            ("1", "unknown")
+        ]
+        mine = a.claim_pending("congstar", "c1", limit=2)
+        assert [r.customer_id for r in mine] == ["2", "3"]
+        a.mark_sending("congstar", "c1", "2", "<m2@x>", "a@example.com")
+        assert a.release_claims("congstar", "c1") == 1  # 3: claimed, never handed over
+        assert [r.customer_id for r in a.iter_pending("congstar", "c1")] == ["3", "4", "5", "6"]
+
+
+def test_a_live_runners_claims_are_not_taken_back_on_postgresql(fresh_postgres_db: str) -> None:
+    """(On SQLite one run holds the brand: every claim it finds is a dead run's.)"""
+    with StateStore(fresh_postgres_db) as a, StateStore(fresh_postgres_db) as b:
+        a.record_chunk("congstar", [customer("1"), customer("2")], [])
+        b.claim_pending("congstar", "c1", limit=1)
+        b.mark_sending("congstar", "c1", "1", "<m1@x>", "a@example.com")
+        assert a.mark_interrupted("congstar", "c1") == 0
+        assert [d.status for d in a.deliveries("congstar", "c1")] == ["sending"]

@@ -118,9 +118,12 @@ class Deliveries(Connected):
         return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
 
     def iter_claimed(
-        self, brand: str, campaign: str, limit: int | None = None, page: int = 500
+        self, brand: str, campaign: str, limit: int | None = None, page: int = 100
     ) -> Iterator[Recipient]:
-        """Claim and yield pending recipients (at most `limit`), a page when the last is used."""
+        """Claim and yield pending recipients (at most `limit`), a page when the last is used.
+
+        Small pages: runs sharing the DB split the brand finely, and a run that dies holds
+        few claims (the next run takes them back)."""
         return self._paged(
             lambda after, n: self.claim_pending(brand, campaign, after, n), limit, page
         )
