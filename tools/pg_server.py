@@ -168,7 +168,7 @@ class PgServer:
             )
         self.bindir = bindir
         self._os_user = self._server_user()
-        self.directory = Path(tempfile.mkdtemp(prefix="rollout-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="rollout-pg-", dir=self._temp_parent()))
         try:
             self._initdb()
             self._configure()
@@ -234,6 +234,15 @@ class PgServer:
         if self.directory is None:
             raise PgServerError("the server is not running")
         return self.directory
+
+    def _temp_parent(self) -> str:
+        """The temp dir, or /tmp when the server runs as `postgres` and cannot reach $TMPDIR
+        (e.g. under /root)."""
+        parent = Path(tempfile.gettempdir()).resolve()
+        if self._os_user is None:
+            return str(parent)
+        reachable = all(p.stat().st_mode & 0o001 for p in (parent, *parent.parents))
+        return str(parent) if reachable else "/tmp"
 
     @staticmethod
     def _server_user() -> pwd.struct_passwd | None:
@@ -313,7 +322,8 @@ class PgServer:
     def _configure(self) -> None:
         settings = {
             "listen_addresses": f"'{self.host}'",
-            "unix_socket_directories": f"'{self._dir}'",
+            # A socket path longer than ~100 bytes is refused: then TCP only.
+            "unix_socket_directories": f"'{self._dir}'" if len(str(self._dir)) < 80 else "''",
             "max_connections": str(self.max_connections),
             "password_encryption": "'scram-sha-256'",
             **({} if self.durable else _FAST_SETTINGS),
