@@ -1,4 +1,5 @@
-"""Shared test set-up: cheap argon2, a private Prefect home, the real Prefect engine on demand."""
+"""Shared test set-up: cheap argon2, a private Prefect home, the real Prefect engine on demand,
+a throw-away PostgreSQL server on demand."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pg_server import PgServer, find_bindir
 from rollout.seal import new_key_pair
 
 BRANDS = ("congstar", "jamobil", "pennymobil")
@@ -65,6 +67,45 @@ def prefect_api() -> Iterator[str]:
 def child_env(prefect_api: str) -> dict[str, str]:
     """Environment for a `rollout` subprocess that talks to the session's Prefect server."""
     return {**os.environ, "PREFECT_API_URL": prefect_api}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the whole session (tools/pg_server.py; ~1 s to start).
+
+    Skipped only if no PostgreSQL binaries are found and ROLLOUT_REQUIRE_POSTGRES is not set;
+    with ROLLOUT_REQUIRE_POSTGRES=1 (as in CI) a missing or failing server fails the tests.
+    While it runs, PGPASSWORD is set in this process's environment: `rollout` subprocesses
+    (child_env copies os.environ) inherit it, and the URLs carry no password.
+    """
+    required = os.environ.get("ROLLOUT_REQUIRE_POSTGRES", "") not in ("", "0")
+    if find_bindir() is None:
+        reason = (
+            "no PostgreSQL binaries (initdb, pg_ctl, postgres) on PATH or in "
+            "/usr/lib/postgresql/*/bin: install Debian's `postgresql` package"
+        )
+        if required:
+            pytest.fail(f"ROLLOUT_REQUIRE_POSTGRES is set, but {reason}", pytrace=False)
+        pytest.skip(reason)
+    with PgServer() as server, pytest.MonkeyPatch.context() as patch:
+        for name, value in server.env.items():
+            patch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PgServer) -> str:
+    """postgresql://rollout@127.0.0.1:PORT/rollout, shared by the session (password: PGPASSWORD)."""
+    return postgres_server.url
+
+
+@pytest.fixture
+def fresh_postgres_db(postgres_server: PgServer) -> Iterator[str]:
+    """A new, empty database for this test only (dropped afterwards); its URL."""
+    name = f"t_{secrets.token_hex(6)}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
