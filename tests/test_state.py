@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from pg_server import PgServer
 from rollout.model import PinSource
 from rollout.state import CustomerRecord, Reject, StateStore
+from rollout.state.connect import StateUrlError
 
 
 def customer(
@@ -153,3 +156,27 @@ def test_a_live_runners_claims_are_not_taken_back_on_postgresql(fresh_postgres_d
         b.mark_sending("congstar", "c1", "1", "<m1@x>", "a@example.com")
         assert a.mark_interrupted("congstar", "c1") == 0
         assert [d.status for d in a.deliveries("congstar", "c1")] == ["sending"]
+
+
+def test_the_state_password_comes_from_the_environment_never_from_the_url(
+    fresh_postgres_db: str, postgres_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD")
+    monkeypatch.setenv("ROLLOUT_STATE_PASSWORD", "wrong")
+    with pytest.raises(OperationalError, match="password authentication failed"):
+        StateStore(fresh_postgres_db)
+    monkeypatch.setenv("ROLLOUT_STATE_PASSWORD", postgres_server.password)
+    with StateStore(fresh_postgres_db) as store:
+        assert store.dialect == "postgresql"
+    with_password = fresh_postgres_db.replace("@", f":{postgres_server.password}@", 1)
+    with pytest.raises(StateUrlError, match="remove the password") as refused:
+        StateStore(with_password)
+    assert postgres_server.password not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://db/rollout", "sqlite://", "sqlite:///:memory:", "not a url"]
+)
+def test_a_state_url_the_rollout_cannot_use_is_refused_in_one_line(url: str) -> None:
+    with pytest.raises(StateUrlError, match=r"^state URL"):
+        StateStore(url)

@@ -40,7 +40,6 @@ def brand_lock(
     holder: str,
     *,
     url: str | None = None,
-    password: str | None = None,
     shared: bool = False,
 ) -> Iterator[None]:
     """Hold `brand`'s lock while the block runs; raise LockHeld at once if a live run has it.
@@ -50,17 +49,17 @@ def brand_lock(
     """
     chosen = state_url(state_dir, url)
     if sqlite_path(chosen) is None:
-        with advisory_lock(chosen, brand, holder, shared=shared, password=password) as got:
+        with advisory_lock(chosen, brand, holder, shared=shared) as got:
             if not got:
-                raise LockHeld(f"brand {brand} is {_on_postgresql(chosen, brand, password)}")
+                raise LockHeld(f"brand {brand} is {_on_postgresql(chosen, brand)}")
             yield
         return
     with _file_lock(state_dir, brand, holder):
         yield
 
 
-def _on_postgresql(url: str, brand: str, password: str | None) -> str:
-    with connect(url, password=password) as db:
+def _on_postgresql(url: str, brand: str) -> str:
+    with connect(url) as db:
         found = holders(db, brand)
     if not found:
         return "locked by another run (it has just ended: try again)"
@@ -93,13 +92,11 @@ def _file_lock(state_dir: Path, brand: str, holder: str) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
-def holder_of(
-    state_dir: Path, brand: str, url: str | None = None, password: str | None = None
-) -> str | None:
+def holder_of(state_dir: Path, brand: str, url: str | None = None) -> str | None:
     """Who holds `brand`'s lock now, or None; never creates anything."""
     chosen = state_url(state_dir, url)
     if sqlite_path(chosen) is None:
-        with connect(chosen, read_only=True, password=password) as db:
+        with connect(chosen, read_only=True) as db:
             found = holders(db, brand)
         return "locked by " + "; ".join(found) if found else None
     path = lock_path(state_dir, brand)

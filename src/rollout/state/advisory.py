@@ -36,11 +36,9 @@ def _keys(brand: str) -> dict[str, int]:
 
 
 @contextmanager
-def advisory_lock(
-    url: str, brand: str, holder: str, *, shared: bool, password: str | None
-) -> Iterator[bool]:
+def advisory_lock(url: str, brand: str, holder: str, *, shared: bool) -> Iterator[bool]:
     """Hold the lock while the block runs; yields False (holding nothing) if it is taken."""
-    db = connect(url, password=password)
+    db = connect(url)
     try:
         name = f"rollout {holder} {brand} pid {os.getpid()} on {socket.gethostname()}"
         db.execute(text("SELECT set_config('application_name', :n, false)"), {"n": name[:63]})

@@ -3,7 +3,7 @@
 `sqlite:///PATH` (the default: `<state-dir>/state.sqlite3`) or `postgresql://HOST[:PORT]/DB`.
 A URL never holds a password: it would end up in flow parameters, logs and process lists.
 PostgreSQL takes it from libpq's own places (PGPASSWORD, ~/.pgpass, a service file) or from
-the `password` given here (the CLI reads ROLLOUT_STATE_PASSWORD).
+ROLLOUT_STATE_PASSWORD, read here, where it is used, like every secret of the rollout.
 
 Every connection runs in autocommit mode and `Connected.transaction()` issues BEGIN and
 COMMIT itself: SQLite needs BEGIN IMMEDIATE (take the write lock first, never fail midway on
@@ -12,6 +12,7 @@ an upgrade), which SQLAlchemy's own transactions cannot say.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 DEFAULT_FILE = "state.sqlite3"
+PASSWORD_VARIABLE = "ROLLOUT_STATE_PASSWORD"  # noqa: S105 - the name, not a secret
 
 
 class StateUrlError(ValueError):
@@ -64,13 +66,13 @@ def sqlite_path(url: str) -> Path | None:
     return Path(str(parsed.database)) if parsed.get_backend_name() == "sqlite" else None
 
 
-def connect(url: str, *, read_only: bool = False, password: str | None = None) -> Connection:
+def connect(url: str, *, read_only: bool = False) -> Connection:
     """One connection for a store's life (usable from one thread at a time, any thread)."""
     parsed = parse(url)
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(Path(str(parsed.database)), read_only)
     else:
-        engine = _postgresql_engine(parsed, read_only, password)
+        engine = _postgresql_engine(parsed, read_only)
     return engine.connect()
 
 
@@ -112,9 +114,9 @@ def _sqlite_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
 
 
-def _postgresql_engine(url: URL, read_only: bool, password: str | None) -> Engine:
+def _postgresql_engine(url: URL, read_only: bool) -> Engine:
     args: dict[str, object] = {"application_name": "rollout", "connect_timeout": 10}
-    if password:
+    if password := os.environ.get(PASSWORD_VARIABLE):
         args["password"] = password
     if read_only:
         args["options"] = "-c default_transaction_read_only=on"

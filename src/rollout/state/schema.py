@@ -16,9 +16,9 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def open_writable(url: str, password: str | None = None) -> Connection:
+def open_writable(url: str) -> Connection:
     """The DB at `url`, made or brought up to date."""
-    db = connect(url, password=password)
+    db = connect(url)
     try:
         begin(db)
         try:
@@ -33,9 +33,9 @@ def open_writable(url: str, password: str | None = None) -> Connection:
     return db
 
 
-def open_read_only(url: str, password: str | None = None) -> Connection:
+def open_read_only(url: str) -> Connection:
     """The DB at `url` as it stands: nothing is created or changed, not even the schema."""
-    db = connect(url, read_only=True, password=password)
+    db = connect(url, read_only=True)
     if db.dialect.name == "sqlite":
         _stand_in_for_newer_tables(db)
     return db

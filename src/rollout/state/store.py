@@ -16,11 +16,11 @@ from rollout.state.schema import open_read_only, open_writable
 class StateStore(Customers, Deliveries, BounceMarks, Counts):
     """One connection to the state DB (SQLite or PostgreSQL); any thread, one at a time."""
 
-    def __init__(self, url: str, read_only: bool = False, password: str | None = None) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
         self._turn = threading.RLock()
         # Read-only for previews and reports: they must not create or change anything.
-        self.db = open_read_only(url, password) if read_only else open_writable(url, password)
+        self.db = open_read_only(url) if read_only else open_writable(url)
 
     @classmethod
     def in_dir(
@@ -28,21 +28,18 @@ class StateStore(Customers, Deliveries, BounceMarks, Counts):
         state_dir: Path,
         read_only: bool = False,
         url: str | None = None,
-        password: str | None = None,
     ) -> StateStore:
         """The state DB at `url`, or by default the SQLite file in `state_dir`."""
-        return cls(state_url(state_dir, url), read_only, password)
+        return cls(state_url(state_dir, url), read_only)
 
     @classmethod
-    def existing(
-        cls, state_dir: Path, url: str | None = None, password: str | None = None
-    ) -> StateStore | None:
+    def existing(cls, state_dir: Path, url: str | None = None) -> StateStore | None:
         """A read-only view of the state DB, or None where no run has made one yet."""
         chosen = state_url(state_dir, url)
         path = sqlite_path(chosen)
         if path is not None:
             return cls(chosen, read_only=True) if path.is_file() else None
-        store = cls(chosen, read_only=True, password=password)
+        store = cls(chosen, read_only=True)
         if has_tables(store.db):
             return store
         store.close()
