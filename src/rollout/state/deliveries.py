@@ -47,16 +47,23 @@ _RECIPIENTS = sql(
     "WHERE brand = :brand AND customer_id IN :ids ORDER BY customer_id",
     "ids",
 )
-# Whose claims may be taken back: on PostgreSQL those of connections that are gone.
+# Whose claims may be taken back: on PostgreSQL those of runners whose connection is gone.
+# A runner holds an advisory lock named after its backend pid while its connection lives;
+# pg_locks shows every session's locks to every role (pg_stat_activity hides other roles'
+# details). A reused pid can only make a dead runner look alive: its claims wait, never
+# doubled.
+_RUNNER_LOCKS = 0x4C5052  # "LPR"
 _GONE = {
-    "postgresql": """AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-        WHERE deliveries.runner = a.pid || '@' || extract(epoch FROM a.backend_start))""",
+    "postgresql": f"""AND NOT EXISTS (SELECT 1 FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.classid = {_RUNNER_LOCKS} AND l.granted
+          AND l.objid::text = split_part(deliveries.runner, '@', 1))""",
     "sqlite": "",
 }
-_ME = (
-    "SELECT pid || '@' || extract(epoch FROM backend_start) FROM pg_stat_activity "
-    "WHERE pid = pg_backend_pid()"
-)
+_ME = f"""
+    SELECT pg_advisory_lock({_RUNNER_LOCKS}, pg_backend_pid()),
+           pid || '@' || extract(epoch FROM backend_start)
+    FROM pg_stat_activity WHERE pid = pg_backend_pid()
+"""
 _SENDING = sql(
     """
     INSERT INTO deliveries (brand, campaign, customer_id, message_id, address,
@@ -77,7 +84,7 @@ class Deliveries(Connected):
     def runner(self) -> str:
         """This connection's name in the claims it makes."""
         if self._runner is None:
-            mine = self._rows(sql(_ME))[0][0] if self.dialect == "postgresql" else "local"
+            mine = self._rows(sql(_ME))[0][1] if self.dialect == "postgresql" else "local"
             self._runner = str(mine)
         return self._runner
 
