@@ -84,6 +84,31 @@ def test_a_bad_brand_toml_names_the_file_and_the_setting(
     assert not state.exists()
 
 
+@pytest.mark.parametrize(
+    "setting, line, unknown",
+    [
+        ("schedule", 'shedule = "0 8 * * 1-5"', "shedule"),
+        ("# delimiter", 'delimeter = ";"', "export.delimeter"),
+    ],
+)
+def test_a_misspelled_key_in_brand_toml_is_an_error_before_any_work(
+    templates: Path,
+    setting: str,
+    line: str,
+    unknown: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    toml = edit(templates, setting, line)
+    state = tmp_path / "state"
+    args = ["pins", "--exports", str(SAMPLES), "--state-dir", str(state)]
+    assert main(args) == 2
+    assert one_line(capsys.readouterr().err) == (
+        f"rollout: error: {toml}: unknown setting {unknown!r} (misspelled?)"
+    )
+    assert not state.exists()
+
+
 def test_a_quoted_iso_date_and_a_single_location_list_are_fine(templates: Path) -> None:
     edit(templates, "mandatory_date", 'mandatory_date = "2022-05-16"')
     edit(templates, "pin_locations", 'pin_locations = ["die congstar App"]')
