@@ -36,6 +36,7 @@ from rollout.bounces import (
     read_message,
 )
 from rollout.model import PinSource
+from rollout.settings import Settings
 from rollout.state import CustomerRecord, Delivery, StateStore
 
 CAMPAIGN = "c1"
@@ -332,7 +333,7 @@ def test_the_flow_records_bounces_and_returns_the_summary(
     from flows.bounces import bounces_flow
 
     path = write_eml(tmp_path, "1.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
-    lines, unparsed = bounces_flow([str(path)], str(tmp_path / "state"))
+    lines, unparsed = bounces_flow([str(path)], Settings(state_dir=tmp_path / "state"))
     assert "  marked bounced (hard: dead address, not re-sent to it): 1" in lines
     assert unparsed == 0
     assert delivery(store, "congstar", "1").status == "bounced"
@@ -341,7 +342,7 @@ def test_the_flow_records_bounces_and_returns_the_summary(
 def test_a_mistyped_state_dir_creates_nothing(tmp_path: Path) -> None:
     from flows.bounces import bounces_flow
 
-    lines, _ = bounces_flow.fn([str(tmp_path)], str(tmp_path / "stat"))  # no engine
+    lines, _ = bounces_flow.fn([str(tmp_path)], Settings(state_dir=tmp_path / "stat"))  # no engine
     assert lines[0].startswith(f"bounces: no state database at {tmp_path}/stat/state.sqlite3;")
     assert not (tmp_path / "stat").exists()
 

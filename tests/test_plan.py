@@ -407,9 +407,8 @@ def test_each_wave_publishes_the_forecast_as_markdown(prefect_api: str, tmp_path
     state = tmp_path / "state"
     params = {
         "brand": "pennymobil",
-        "exports_dir": str(SAMPLES),
-        "state_dir": str(state),
-        "after_deadline": True,  # the date is past: a rehearsal
+        # the date is past: a rehearsal
+        "settings": {"exports": str(SAMPLES), "state_dir": str(state), "after_deadline": True},
     }
     with get_client(sync_client=True) as client:
         run = client.create_flow_run(

@@ -91,15 +91,15 @@ def test_a_blocked_relay_fails_the_flow_run_and_leaves_everyone_pending(
     from prefect.client.orchestration import get_client
 
     from flows.notify import notify_for_brand
+    from rollout.settings import Settings
 
     cause = request.node.callspec.params["relay"]
     for name, value in CREDS.items():
         monkeypatch.setenv(name, value)
     store = prepared_state(tmp_path)
     people = len(reachable(store, "jamobil"))
-    state = notify_for_brand(
-        "jamobil", str(tmp_path), relay, after_deadline=True, return_state=True
-    )
+    given = Settings(state_dir=tmp_path, transport=relay, after_deadline=True)
+    state = notify_for_brand("jamobil", given, return_state=True)
     assert state.is_failed()
     assert BLOCKS[cause] in (state.message or "")
     with pytest.raises(SendingBlocked, match=BLOCKS[cause]):
