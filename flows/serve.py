@@ -27,6 +27,7 @@ from rollout.notify import check_deadline
 from rollout.plan import forecast_markdown
 from rollout.report import brand_forecast
 from rollout.settings import Settings, SettingsError
+from rollout.shutdown import Interrupted, requested, stop_gracefully
 from rollout.state import StateStore
 
 TIMEZONE = "Europe/Berlin"
@@ -119,5 +120,13 @@ def deployments(settings: Settings) -> list[object]:
 
 
 def serve_all(settings: Settings) -> None:
-    """Serve every deployment until interrupted (Ctrl-C pauses the schedules)."""
-    serve(*deployments(settings))  # type: ignore[arg-type]
+    """Serve every deployment until Ctrl-C: Prefect's shutdown pauses the schedules, then
+    `Interrupted` says the command was stopped (exit 130, one line, no traceback)."""
+
+    def shut_down() -> None:
+        raise KeyboardInterrupt  # Prefect's serve shuts down on this and returns
+
+    with stop_gracefully(shut_down):
+        serve(*deployments(settings))  # type: ignore[arg-type]
+    if signum := requested():
+        raise Interrupted(signum)
