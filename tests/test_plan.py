@@ -380,6 +380,27 @@ def test_status_shows_the_forecast_line(
     assert capsys.readouterr().out.count("\nforecast ") == 3
 
 
+@pytest.mark.parametrize("outcome", ["failed", "unknown"])
+def test_status_exits_1_while_anyone_is_failed_or_unknown(outcome: str, tmp_path: Path) -> None:
+    """The exit code table's 1: usable as a check in cron."""
+    from test_notify import prepared_state, reachable
+
+    from flows.cli import main
+
+    store = prepared_state(tmp_path, "jamobil")
+    campaign = campaign_id(load_brand("jamobil"))
+    customer, address = next(iter(reachable(store, "jamobil").items()))
+    args = ["status", "--brand", "jamobil", "--state-dir", str(tmp_path)]
+    assert main(args) == 0  # everyone pending: nobody is left behind yet
+    store.mark_sending("jamobil", campaign, customer, f"<{customer}@test>", address)
+    if outcome == "failed":
+        store.mark_finished("jamobil", campaign, customer, "failed", 550, "550 5.1.1 no such user")
+    else:
+        store.mark_interrupted("jamobil", campaign)  # killed between DATA and the reply
+    store.close()
+    assert main(args) == 1
+
+
 def test_plan_prints_a_table_and_the_verdict_lines(
     sample_state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
