@@ -38,8 +38,8 @@ examples:
 """
 
 
-# Commands that read the state DB directly: no Prefect import, no temporary server.
-WITHOUT_PREFECT = frozenset({"status", "plan", "unreachable", "unlock"})
+# Commands that run the core directly: no Prefect import, no temporary server.
+WITHOUT_PREFECT = frozenset({"status", "plan", "unreachable", "unlock", "keys"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,9 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def needs_prefect(a: argparse.Namespace) -> bool:
-    """A preview without a Prefect server runs the core directly: no temporary server."""
+    """A preview without a Prefect server runs the core directly: no temporary server. Only
+    recording bounces is a flow (a dry run and clearing sender problems are not)."""
     if a.command == "preview":
         return bool(os.environ.get("PREFECT_API_URL"))
+    if a.command == "bounces":
+        return bool(a.paths) and not a.dry_run
     return a.command not in WITHOUT_PREFECT
 
 

@@ -18,7 +18,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES
+from conftest import NO_PREFECT_PROBE, REPO, SAMPLES
 
 from rollout.brands import Brand, BrandError, load_brand
 from rollout.notify import campaign_id
@@ -332,14 +332,9 @@ def test_plan_on_the_samples_as_json_without_prefect(sample_state: Path) -> None
     slugs = ("congstar", "jamobil", "pennymobil")
     with StateStore.in_dir(sample_state, read_only=True) as store:
         pending = {s: store.pending_count(s, campaign_id(load_brand(s))) for s in slugs}
-    probe = (
-        "import sys; from flows.cli import main; "
-        "rc = main(sys.argv[1:]); "
-        "sys.exit(3 if any(m.split('.')[0] == 'prefect' for m in sys.modules) else rc)"
-    )
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
     done = subprocess.run(
-        [sys.executable, "-c", probe, "plan", "--state-dir", str(sample_state),
+        [sys.executable, "-c", NO_PREFECT_PROBE, "plan", "--state-dir", str(sample_state),
          "--today", "2022-05-02", "--json"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
