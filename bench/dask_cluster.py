@@ -4,8 +4,8 @@
                                    [--api harness|harness-no-env|none|URL]
 
 For each worker count, a `distributed.LocalCluster(n_workers=k, threads_per_worker=1,
-processes=True)` is started and `flows.pins.pins_all(brands=["congstar"], ...,
-dask_address=cluster.scheduler_address, chunk_size=...)` runs the PIN stage on a synthetic export
+processes=True)` is started and `flows.pins.pins_all(Settings(brands=["congstar"], ...,
+dask_address=cluster.scheduler_address, chunk_size=...))` runs the PIN stage on a synthetic export
 of N customers, none hashed yet, at OWASP cost (t=2, 19 MiB, p=1), so hashing dominates.
 chunk_size must be small enough to give every worker several tasks (N / chunk_size tasks).
 
@@ -188,6 +188,7 @@ def run_flow(
     from distributed import Client, LocalCluster
 
     from flows.pins import pins_all
+    from rollout.settings import Settings
 
     env = {"PREFECT_API_URL": api_url} if api_url and args.api != "harness-no-env" else {}
     section(f"flow, {workers} worker process(es) x 1 thread, worker env {env or '{}'}")
@@ -211,11 +212,13 @@ def run_flow(
         before = cpu_seconds(worker_pids)
         with Timer() as t:
             pins_all(
-                brands=["congstar"],
-                exports_dir=str(exports),
-                state_dir=str(state_dir),
-                dask_address=cluster.scheduler_address,
-                chunk_size=args.chunk_size,
+                Settings(
+                    brands=["congstar"],
+                    exports=exports,
+                    state_dir=state_dir,
+                    dask_address=cluster.scheduler_address,
+                    chunk_size=args.chunk_size,
+                )
             )
         after = cpu_seconds(worker_pids)
         done = customers_with_pins(state_dir)

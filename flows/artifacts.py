@@ -31,7 +31,7 @@ def run_name(kind: str) -> Callable[[], str]:
     def name() -> str:
         params: Mapping[str, object] = flow_run.parameters or {}
         brand = params.get("brand")
-        brands = params.get("brands")
+        brands = _setting(params.get("settings"), "brands")
         if isinstance(brand, str):
             who = brand
         elif isinstance(brands, list) and brands:
@@ -43,6 +43,13 @@ def run_name(kind: str) -> Callable[[], str]:
         return f"{kind_}-{who}-{when}"
 
     return name
+
+
+def _setting(settings: object, name: str) -> object:
+    """A setting of the flow's `settings` parameter: the object, or its JSON from the API."""
+    if isinstance(settings, Mapping):
+        return settings.get(name)
+    return getattr(settings, name, None)
 
 
 def artifact_key(kind: str, state_dir: str | Path, brand: str | None = None) -> str:

@@ -11,20 +11,20 @@ from prefect import flow
 
 from rollout.bounces import apply_bounces, iter_bounces
 from rollout.brands import load_brands
+from rollout.settings import Settings
 from rollout.state import StateStore
 
 
 @flow(name="legi-pin-bounces", persist_result=False)
-def bounces_flow(
-    paths: list[str], state_dir: str = ".rollout", brands: list[str] | None = None
-) -> tuple[list[str], int]:
+def bounces_flow(paths: list[str], settings: Settings) -> tuple[list[str], int]:
     """Mark the customers the notices name; returns the summary's lines and how many notices
     stayed unparsed (every one is listed by name)."""
-    db = Path(state_dir) / "state.sqlite3"
+    db = settings.state_dir / "state.sqlite3"
     if not db.is_file():  # a mistyped --state-dir must not create an empty DB and match nothing
         return [f"bounces: no state database at {db}; nothing was read or changed"], 0
     # load_brands checks the names (a typo is an error, not a silent "unmatched" for everyone).
+    brands = settings.brands
     chosen = {b.slug for b in load_brands(brands)} if brands else None
-    with StateStore.in_dir(Path(state_dir)) as store:
+    with StateStore.in_dir(settings.state_dir) as store:
         report = apply_bounces(store, iter_bounces(Path(p) for p in paths), chosen)
     return report.lines(), report.unparsed

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import flows  # noqa: F401 - sets the embedded Prefect defaults before Prefect is imported
+from rollout.settings import Settings, load_settings
 from rollout.transports import URL_OPTIONS
 
 if TYPE_CHECKING:
     from rollout.brands import Brand
-    from rollout.settings import Settings
 
 EXAMPLES = """
 examples:
@@ -38,8 +38,8 @@ examples:
 """
 
 
-# Commands that read the state DB directly: no Prefect import, no temporary server.
-WITHOUT_PREFECT = frozenset({"status", "plan", "unreachable", "unlock"})
+# Commands that run the core directly: no Prefect import, no temporary server.
+WITHOUT_PREFECT = frozenset({"status", "plan", "unreachable", "unlock", "keys"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,9 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def needs_prefect(a: argparse.Namespace) -> bool:
-    """A preview without a Prefect server runs the core directly: no temporary server."""
+    """A preview without a Prefect server runs the core directly: no temporary server. Only
+    recording bounces is a flow (a dry run and clearing sender problems are not)."""
     if a.command == "preview":
         return bool(os.environ.get("PREFECT_API_URL"))
+    if a.command == "bounces":
+        return bool(a.paths) and not a.dry_run
     return a.command not in WITHOUT_PREFECT
 
 
@@ -86,15 +89,14 @@ def check_input(a: argparse.Namespace) -> None:
 
 
 def settings(a: argparse.Namespace) -> Settings:
-    """Flag, then ROLLOUT_* environment, then default; validated."""
-    from rollout.settings import load_settings
+    """The command's flags, then the ROLLOUT_* environment, then the defaults; validated. What
+    the flows take as their parameter `settings`."""
+    return load_settings(**{k: v for k, v in vars(a).items() if k in Settings.model_fields})
 
-    return load_settings(exports=getattr(a, "exports", None))
 
-
-def exports_of(a: argparse.Namespace) -> str:
-    """--exports, else ROLLOUT_EXPORTS; no default, so a real run never mails the samples."""
-    return str(settings(a).require_exports())
+def _default(name: str) -> object:
+    """A setting's default, for the flags and their --help (the one home is Settings)."""
+    return Settings.model_fields[name].default
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -140,8 +142,9 @@ def _state(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--state-dir",
         type=Path,
-        default=Path(".rollout"),
-        help="state DB, write-back, rejects, reports and outbox (default: .rollout)",
+        default=_default("state_dir"),
+        help="state DB, write-back, rejects, reports and outbox "
+        f"(default: {_default('state_dir')})",
     )
 
 
@@ -162,8 +165,7 @@ def _pins(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk-size",
         type=_positive_int,
-        default=5_000,
-        help="customers per unit of work (default 5000)",
+        help=f"customers per unit of work (default {_default('chunk_size')})",
     )
     p.add_argument(
         "--unpeppered",
@@ -183,7 +185,9 @@ def _sending(p: argparse.ArgumentParser) -> None:
         + "; ".join(f"{name}: {meaning}" for name, meaning in URL_OPTIONS.items()),
     )
     p.add_argument(
-        "--connections", type=_positive_int, default=4, help="SMTP connections (default 4)"
+        "--connections",
+        type=_positive_int,
+        help=f"SMTP connections (default {_default('connections')})",
     )
     p.add_argument("--rate", type=_positive_rate, help="at most this many messages per second")
     p.add_argument(
@@ -236,10 +240,7 @@ def cmd_pins(a: argparse.Namespace) -> int:
     from flows.summary import print_pin_summaries
 
     check_keys(a.brands, a.unpeppered)
-    results = pins_all(
-        a.brands, exports_of(a), str(a.state_dir), a.dask_address, a.chunk_size, a.unpeppered
-    )
-    print_pin_summaries(results)
+    print_pin_summaries(pins_all(settings(a)))
     return 0
 
 
@@ -248,43 +249,31 @@ def cmd_notify(a: argparse.Namespace, resend: bool = False) -> int:
     from flows.summary import finish_with_status
     from rollout.brands import load_brands
 
-    brands = load_brands(a.brands)
-    _check_sending(a, brands)
+    given = settings(a)
+    brands = load_brands(given.brands)
+    _check_deadlines(given, brands)
     for b in brands:
         if resend and a.exports:
-            _reread(a, b.slug)
-        notify_for_brand(
-            b.slug,
-            str(a.state_dir),
-            a.transport,
-            a.connections,
-            a.rate,
-            getattr(a, "limit", None),
-            a.after_deadline,
-            a.today,
-            resend,
-            getattr(a, "include_unknown", False),
-        )
+            _reread(given, b.slug)
+        notify_for_brand(b.slug, given, resend)
     return finish_with_status(a.state_dir, brands)
 
 
-def _check_sending(a: argparse.Namespace, brands: Sequence[Brand]) -> None:
-    """Refuse in one line before any flow starts: a bad transport URL (or credentials that
-    would go out in plaintext) never reaches Prefect's parameters, a late run changes nothing."""
-    from flows.notify import chosen_transport
+def _check_deadlines(given: Settings, brands: Sequence[Brand]) -> None:
+    """A late run refuses in one line before any flow starts, so it changes nothing (the
+    transport was checked with the other settings)."""
     from rollout.notify import check_deadline
 
-    chosen_transport(a.transport, str(a.state_dir))
     for b in brands:
-        check_deadline(b, a.today or date.today(), a.after_deadline)
+        check_deadline(b, given.today or date.today(), given.after_deadline)
 
 
-def _reread(a: argparse.Namespace, brand: str) -> None:
+def _reread(given: Settings, brand: str) -> None:
     """Re-read a newer export so changed addresses reach the state DB before re-sending."""
     from flows.pins import pins_all
 
     check_keys([brand], unpeppered=False)
-    pins_all([brand], str(a.exports), str(a.state_dir), None)
+    pins_all(given.model_copy(update={"brands": [brand]}))
 
 
 def cmd_resend(a: argparse.Namespace) -> int:
@@ -296,38 +285,27 @@ def cmd_run(a: argparse.Namespace) -> int:
     from flows.summary import finish_with_status, print_pin_summaries
     from rollout.brands import load_brands
 
-    brands = load_brands(a.brands)
-    check_keys(a.brands, a.unpeppered)
-    exports = exports_of(a)
-    _check_sending(a, brands)  # before any PIN is drawn: a run that cannot send does nothing
-    results = rollout_run(
-        a.brands,
-        exports,
-        str(a.state_dir),
-        a.transport,
-        a.connections,
-        a.rate,
-        a.limit,
-        a.after_deadline,
-        a.today,
-        a.dask_address,
-        a.chunk_size,
-        a.unpeppered,
-    )
+    given = settings(a)
+    brands = load_brands(given.brands)
+    check_keys(given.brands, given.unpeppered)
+    given.require_exports()
+    _check_deadlines(given, brands)  # before any PIN is drawn: a late run does nothing
+    results = rollout_run(given)
     print_pin_summaries([cast(dict[str, object], r["pins"]) for r in results.values()])
     return finish_with_status(a.state_dir, brands)
 
 
 def cmd_preview(a: argparse.Namespace) -> int:
-    exports = exports_of(a)
+    given = settings(a)
+    exports = given.require_exports()
     if needs_prefect(a):  # against a real server: a flow run to see in its UI
         from flows.preview import preview_flow
 
-        lines = preview_flow(a.brands, exports, str(a.state_dir), str(a.out), a.limit)
+        lines = preview_flow(given, str(a.out))
     else:
         from rollout.preview import preview_brands
 
-        lines = preview_brands(a.brands, Path(exports), a.state_dir, a.out, a.limit)
+        lines = preview_brands(given.brands, exports, given.state_dir, a.out, given.limit)
     for line in lines:
         print(line)
     return 0
@@ -403,7 +381,7 @@ def cmd_bounces(a: argparse.Namespace) -> int:
         return _bounces_dry_run(a)
     from flows.bounces import bounces_flow
 
-    lines, unparsed = bounces_flow([str(p) for p in a.paths], str(a.state_dir), a.brands)
+    lines, unparsed = bounces_flow([str(p) for p in a.paths], settings(a))
     print("\n".join(lines))
     return 1 if unparsed else 0
 
@@ -444,14 +422,12 @@ def _clear_sender_problems(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from flows.notify import chosen_transport
     from flows.serve import require_server, serve_all
 
-    exports = Path(exports_of(a))
-    # A bad URL (or one with a password) never reaches the deployments' parameters.
-    chosen_transport(a.transport, str(a.state_dir))
+    given = settings(a)  # a bad URL (or one with a password) was refused with the rest
+    given.require_exports()
     require_server()  # the temporary server of a plain run cannot schedule anything
-    serve_all(exports, a.state_dir, a.transport, a.after_deadline)
+    serve_all(given)
     return 0
 
 
@@ -584,8 +560,8 @@ def _serve_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--after-deadline",
         action="store_true",
-        help="the waves send even though the brand's mandatory date has passed (sets the "
-        "deployment parameter after_deadline)",
+        help="the waves send even though the brand's mandatory date has passed (sets "
+        "after_deadline in the deployments' parameter settings)",
     )
 
 

@@ -3,8 +3,8 @@
 | code | meaning |
 |---|---|
 | 0 | done |
-| 1 | done, but someone is left failed or with an unknown outcome (`rollout status`) |
-| 2 | bad input or settings: nothing was done (the line names the file or setting) |
+| 1 | done, but someone is failed or unknown or a sender problem open; bounces unparsed; lock held |
+| 2 | bad input or settings, a held lock, no state DB to read: nothing was done (one line) |
 | 3 | sending blocked: the relay refused us (connection, TLS, AUTH, sender); the rest is pending |
 | 4 | the environment failed: state dir not writable, disk full, state DB unreadable |
 | 130, 143 | stopped by SIGINT or SIGTERM after the messages in flight; re-run to continue |

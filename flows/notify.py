@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import date
 from pathlib import Path
 
@@ -24,48 +23,30 @@ from rollout.notify import (
     resend_statuses,
 )
 from rollout.report import STATUS_COLUMNS, brand_status, write_report
+from rollout.settings import Settings
 from rollout.state import StateStore
-from rollout.transports import Transport, open_transport
-
-DEFAULT_TRANSPORT = "maildir:{state_dir}/outbox"
-
-
-def chosen_transport(url: str | None, state_dir: str) -> Transport:
-    """--transport, else ROLLOUT_TRANSPORT, else a Maildir in the state dir (no server needed),
-    parsed and checked (TransportConfigError in one line)."""
-    chosen = url or os.environ.get("ROLLOUT_TRANSPORT") or DEFAULT_TRANSPORT
-    # not format(): other braces are refused by open_transport
-    return open_transport(chosen.replace("{state_dir}", state_dir))
 
 
 @flow(name="legi-pin-notify-brand", persist_result=False, flow_run_name=run_name("notify"))
-def notify_for_brand(
-    brand: str,
-    state_dir: str = ".rollout",
-    transport: str | None = None,
-    connections: int = 4,
-    rate: float | None = None,
-    limit: int | None = None,
-    after_deadline: bool = False,
-    today: date | None = None,
-    resend: bool = False,
-    include_unknown: bool = False,
-) -> dict[str, object]:
-    """Send the announcement to everyone pending (one wave of at most `limit`), or re-send."""
+def notify_for_brand(brand: str, settings: Settings, resend: bool = False) -> dict[str, object]:
+    """Send the announcement to everyone pending (one wave of at most `settings.limit`, else
+    the brand's daily_quota), or re-send to the failed and bounced."""
     b = load_brand(brand)
-    check_deadline(b, today or date.today(), after_deadline)
-    settings = DeliverySettings(connections=connections, rate_per_second=rate)
-    link = chosen_transport(transport, state_dir)
-    limit = limit if limit is not None else (b.daily_quota or None)
-    with brand_lock(Path(state_dir), b.slug, "notify"), StateStore.in_dir(Path(state_dir)) as store:
+    check_deadline(b, settings.today or date.today(), settings.after_deadline)
+    delivery = DeliverySettings(connections=settings.connections, rate_per_second=settings.rate)
+    link = settings.chosen_transport()
+    limit = settings.limit if settings.limit is not None else (b.daily_quota or None)
+    include_unknown = settings.include_unknown
+    state_dir = settings.state_dir
+    with brand_lock(state_dir, b.slug, "notify"), StateStore.in_dir(state_dir) as store:
         total = _expected(store, b, limit, resend, include_unknown)
         with SendProgress(b.slug, total) as progress:
             if resend:
                 job = resend_brand(
-                    b, store, link, settings, include_unknown=include_unknown, progress=progress
+                    b, store, link, delivery, include_unknown=include_unknown, progress=progress
                 )
             else:
-                job = notify_brand(b, store, link, settings, limit=limit, progress=progress)
+                job = notify_brand(b, store, link, delivery, limit=limit, progress=progress)
             # Sending is asyncio inside; the flow itself stays sync so parents can call it.
             summary = asyncio.run(job)
         publish_status(store, b, state_dir, summary)
@@ -85,7 +66,7 @@ def _expected(
 
 
 def publish_status(
-    store: StateStore, brand: Brand, state_dir: str, summary: NotifySummary | None = None
+    store: StateStore, brand: Brand, state_dir: Path, summary: NotifySummary | None = None
 ) -> dict[str, object]:
     """The JSON report under <state-dir>/reports/, and the status of every brand in the state
     dir as a Prefect artifact (a markdown table like `rollout status`, counts only)."""
@@ -98,7 +79,7 @@ def publish_status(
     report = status.as_dict()
     if summary is not None:
         report["run"] = summary.as_dict()
-    write_report(Path(state_dir), brand, report)
+    write_report(state_dir, brand, report)
     create_markdown_artifact(
         key=artifact_key("status", state_dir),
         markdown=by_brand_markdown("Legi-PIN rollout", rows, STATUS_COLUMNS[1:]),
@@ -108,22 +89,7 @@ def publish_status(
 
 
 @flow(name="legi-pin-resend", persist_result=False, flow_run_name=run_name("resend"))
-def resend_all(
-    brands: list[str] | None = None,
-    state_dir: str = ".rollout",
-    transport: str | None = None,
-    include_unknown: bool = False,
-    after_deadline: bool = False,
-) -> list[dict[str, object]]:
-    """Re-send to the failed and bounced (and, if asked, unknown) customers of every brand."""
-    return [
-        notify_for_brand(
-            b.slug,
-            state_dir,
-            transport,
-            after_deadline=after_deadline,
-            resend=True,
-            include_unknown=include_unknown,
-        )
-        for b in load_brands(brands)
-    ]
+def resend_all(settings: Settings) -> list[dict[str, object]]:
+    """Re-send to the failed and bounced (and, with include_unknown, the unknown) customers of
+    every brand."""
+    return [notify_for_brand(b.slug, settings, resend=True) for b in load_brands(settings.brands)]

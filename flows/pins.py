@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from prefect import flow, task
@@ -22,7 +21,7 @@ from rollout.keys import brand_keys
 from rollout.lock import brand_lock
 from rollout.pins import IssuedPin, PinHasher, new_pin_hashes
 from rollout.seal import PinSealer
-from rollout.settings import exports_folder
+from rollout.settings import Settings
 from rollout.state import StateStore
 
 Tag = TypeVar("Tag")
@@ -59,21 +58,16 @@ def task_hash_map(
 # The default task runner is a local thread pool: argon2 frees the GIL, so threads fill the cores.
 @flow(name="legi-pin-pins-brand", persist_result=False, flow_run_name=run_name("pins"))
 def pins_for_brand(
-    brand: str,
-    exports_dir: str,
-    state_dir: str,
-    chunk_size: int = 5_000,
-    window: int = 2,
-    threads: int | None = None,
-    unpeppered: bool = False,
+    brand: str, settings: Settings, window: int = 2, threads: int | None = None
 ) -> dict[str, object]:
     """Read the brand's export, give everyone a hash, record it and write the export back."""
     b = load_brand(brand)
-    keys = brand_keys(b, unpeppered=unpeppered)  # refuses before anything is read or locked
-    export = open_export(export_path(Path(exports_dir), b), b)
-    with brand_lock(Path(state_dir), b.slug, "pins"), StateStore.in_dir(Path(state_dir)) as store:
+    keys = brand_keys(b, unpeppered=settings.unpeppered)  # refuses before anything is read
+    export = open_export(export_path(settings.require_exports(), b), b)
+    state_dir = settings.state_dir
+    with brand_lock(state_dir, b.slug, "pins"), StateStore.in_dir(state_dir) as store:
         hash_map = task_hash_map(keys.hasher(), window, threads, keys.sealer)
-        summary = assign_pins(export, b, store, Path(state_dir), hash_map, chunk_size)
+        summary = assign_pins(export, b, store, state_dir, hash_map, settings.chunk_size)
     create_markdown_artifact(
         key=artifact_key("pins", state_dir, b.slug),
         markdown=by_brand_markdown(
@@ -92,17 +86,8 @@ class Placement:
     window: int  # chunks submitted ahead of the one being recorded
     threads: int | None  # hashing threads per chunk; None: every core of the machine
 
-    def run(
-        self,
-        brand: str,
-        exports_dir: str,
-        state_dir: str,
-        chunk_size: int,
-        unpeppered: bool = False,
-    ) -> dict[str, object]:
-        return self.brand_flow(
-            brand, exports_dir, state_dir, chunk_size, self.window, self.threads, unpeppered
-        )
+    def run(self, brand: str, settings: Settings) -> dict[str, object]:
+        return self.brand_flow(brand, settings, self.window, self.threads)
 
 
 def placement(dask_address: str | None) -> Placement:
@@ -122,17 +107,8 @@ def placement(dask_address: str | None) -> Placement:
 
 
 @flow(name="legi-pin-pins", persist_result=False, flow_run_name=run_name("pins"))
-def pins_all(
-    brands: list[str] | None = None,
-    exports_dir: str | None = None,
-    state_dir: str = ".rollout",
-    dask_address: str | None = None,
-    chunk_size: int = 5_000,
-    unpeppered: bool = False,
-) -> list[dict[str, object]]:
+def pins_all(settings: Settings) -> list[dict[str, object]]:
     """The PIN stage for every brand; chunks are the unit of work (hundreds to thousands)."""
-    exports = exports_folder(exports_dir)
-    where = placement(dask_address)
-    return [
-        where.run(b.slug, exports, state_dir, chunk_size, unpeppered) for b in load_brands(brands)
-    ]
+    settings.require_exports()
+    where = placement(settings.dask_address)
+    return [where.run(b.slug, settings) for b in load_brands(settings.brands)]

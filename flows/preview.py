@@ -9,17 +9,14 @@ from prefect import flow
 
 from flows.artifacts import run_name
 from rollout.preview import preview_brands
-from rollout.settings import exports_folder
+from rollout.settings import Settings
 
 
 @flow(name="legi-pin-preview", persist_result=False, flow_run_name=run_name("preview"))
-def preview_flow(
-    brands: list[str] | None = None,
-    exports_dir: str | None = None,
-    state_dir: str = ".rollout",
-    out_dir: str = "preview",
-    limit: int | None = None,
-) -> list[str]:
-    """One folder per brand with an .eml per customer and an index.html; returns the counts."""
-    exports = Path(exports_folder(exports_dir))
-    return preview_brands(brands, exports, Path(state_dir), Path(out_dir), limit)
+def preview_flow(settings: Settings, out_dir: str = "preview") -> list[str]:
+    """One folder per brand with an .eml per customer and an index.html (at most
+    `settings.limit` e-mails each); returns the counts."""
+    exports = settings.require_exports()
+    return preview_brands(
+        settings.brands, exports, settings.state_dir, Path(out_dir), settings.limit
+    )

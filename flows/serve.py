@@ -19,14 +19,15 @@ from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
 from flows.artifacts import artifact_key, run_name
-from flows.notify import chosen_transport, resend_all
+from flows.notify import resend_all
 from flows.preview import preview_flow
 from flows.run import rollout_run
 from rollout.brands import load_brand, load_brands
 from rollout.notify import check_deadline
 from rollout.plan import forecast_markdown
 from rollout.report import brand_forecast
-from rollout.settings import SettingsError, exports_folder
+from rollout.settings import Settings, SettingsError
+from rollout.shutdown import Interrupted, requested, stop_gracefully
 from rollout.state import StateStore
 
 TIMEZONE = "Europe/Berlin"
@@ -41,12 +42,7 @@ def is_stale(scheduled: datetime, now: datetime, max_lateness: timedelta) -> boo
 
 @flow(name="legi-pin-scheduled-wave", persist_result=False, flow_run_name=run_name("wave"))
 def scheduled_wave(
-    brand: str,
-    exports_dir: str | None = None,
-    state_dir: str = ".rollout",
-    transport: str | None = None,
-    max_lateness_minutes: int = 120,
-    after_deadline: bool = False,
+    brand: str, settings: Settings, max_lateness_minutes: int = 120
 ) -> dict[str, object]:
     """One wave: new PINs from the latest export, then the next daily_quota announcements."""
     scheduled = flow_run.get_scheduled_start_time()
@@ -58,22 +54,21 @@ def scheduled_wave(
             scheduled.isoformat(),
             max_lateness_minutes,
         )
-        publish_forecast(brand, state_dir)
+        publish_forecast(brand, settings.state_dir)
         return {"skipped": True, "scheduled": scheduled.isoformat()}
     # Guards before side effects: a wave that is going to refuse to send draws no PIN.
-    check_deadline(load_brand(brand), date.today(), after_deadline)
-    exports = exports_folder(exports_dir)
-    chosen_transport(transport, state_dir)
-    result: dict[str, object] = dict(
-        rollout_run([brand], str(exports), state_dir, transport, after_deadline=after_deadline)
-    )
-    publish_forecast(brand, state_dir)
+    today = settings.today or date.today()
+    check_deadline(load_brand(brand), today, settings.after_deadline)
+    settings.require_exports()
+    settings.chosen_transport()
+    result: dict[str, object] = dict(rollout_run(settings.model_copy(update={"brands": [brand]})))
+    publish_forecast(brand, settings.state_dir)
     return result
 
 
-def publish_forecast(brand: str, state_dir: str) -> None:
+def publish_forecast(brand: str, state_dir: Path) -> None:
     """After each wave: will everyone be told in time? (counts and dates only)."""
-    store = StateStore.existing(Path(state_dir))
+    store = StateStore.existing(state_dir)
     if store is None:  # nothing has run yet: nothing to forecast, and nothing to create
         return
     with store:
@@ -96,21 +91,20 @@ def require_server() -> None:
         )
 
 
-def deployments(
-    exports_dir: Path, state_dir: Path, transport: str | None, after_deadline: bool = False
-) -> list[object]:
+def deployments(settings: Settings) -> list[object]:
+    """A wave per brand on its schedule, and `preview` and `resend` to start by hand; each
+    with the parameter `settings` (what `rollout serve` was given, no secret in it)."""
     # Runs start in other processes: absolute paths keep them pointing at the same folders.
-    common = {"exports_dir": str(exports_dir.resolve()), "state_dir": str(state_dir.resolve())}
+    exports = settings.require_exports().resolve()
+    common = settings.model_copy(
+        update={"exports": exports, "state_dir": settings.state_dir.resolve()}
+    )
+    parameters = {"settings": common.model_dump(mode="json")}
     waves = [
         scheduled_wave.to_deployment(
             name=f"wave-{b.slug}",
             schedule=Cron(b.schedule, timezone=TIMEZONE) if b.schedule else None,
-            parameters={
-                "brand": b.slug,
-                **common,
-                "transport": transport,
-                "after_deadline": after_deadline,
-            },
+            parameters={"brand": b.slug, **parameters},
             description=f"Daily wave for {b.display_name}: PINs, then up to the daily quota.",
             entrypoint_type=BY_MODULE,
         )
@@ -118,21 +112,21 @@ def deployments(
     ]
     return [
         *waves,
-        preview_flow.to_deployment(name="preview", parameters=common, entrypoint_type=BY_MODULE),
-        resend_all.to_deployment(
-            name="resend",
-            parameters={
-                "state_dir": common["state_dir"],
-                "transport": transport,
-                "after_deadline": after_deadline,
-            },
-            entrypoint_type=BY_MODULE,
+        preview_flow.to_deployment(
+            name="preview", parameters=parameters, entrypoint_type=BY_MODULE
         ),
+        resend_all.to_deployment(name="resend", parameters=parameters, entrypoint_type=BY_MODULE),
     ]
 
 
-def serve_all(
-    exports_dir: Path, state_dir: Path, transport: str | None, after_deadline: bool = False
-) -> None:
-    """Serve every deployment until interrupted (Ctrl-C pauses the schedules)."""
-    serve(*deployments(exports_dir, state_dir, transport, after_deadline))  # type: ignore[arg-type]
+def serve_all(settings: Settings) -> None:
+    """Serve every deployment until Ctrl-C: Prefect's shutdown pauses the schedules, then
+    `Interrupted` says the command was stopped (exit 130, one line, no traceback)."""
+
+    def shut_down() -> None:
+        raise KeyboardInterrupt  # Prefect's serve shuts down on this and returns
+
+    with stop_gracefully(shut_down):
+        serve(*deployments(settings))  # type: ignore[arg-type]
+    if signum := requested():
+        raise Interrupted(signum)

@@ -49,6 +49,11 @@ for _brand in BRANDS:
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
+# `python -c NO_PREFECT_PROBE ARGS...` runs `rollout ARGS...`; exit 3 means it imported Prefect.
+NO_PREFECT_PROBE = (
+    "import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
+    "sys.exit(3 if any(m.split('.')[0] == 'prefect' for m in sys.modules) else rc)"
+)
 
 
 @pytest.fixture(scope="session")

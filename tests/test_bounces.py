@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import NO_PREFECT_PROBE
 from dsn_fixtures import (
     BOUNCED_AT,
     Original,
@@ -36,6 +37,7 @@ from rollout.bounces import (
     read_message,
 )
 from rollout.model import PinSource
+from rollout.settings import Settings
 from rollout.state import CustomerRecord, Delivery, StateStore
 
 CAMPAIGN = "c1"
@@ -332,7 +334,7 @@ def test_the_flow_records_bounces_and_returns_the_summary(
     from flows.bounces import bounces_flow
 
     path = write_eml(tmp_path, "1.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
-    lines, unparsed = bounces_flow([str(path)], str(tmp_path / "state"))
+    lines, unparsed = bounces_flow([str(path)], Settings(state_dir=tmp_path / "state"))
     assert "  marked bounced (hard: dead address, not re-sent to it): 1" in lines
     assert unparsed == 0
     assert delivery(store, "congstar", "1").status == "bounced"
@@ -341,7 +343,7 @@ def test_the_flow_records_bounces_and_returns_the_summary(
 def test_a_mistyped_state_dir_creates_nothing(tmp_path: Path) -> None:
     from flows.bounces import bounces_flow
 
-    lines, _ = bounces_flow.fn([str(tmp_path)], str(tmp_path / "stat"))  # no engine
+    lines, _ = bounces_flow.fn([str(tmp_path)], Settings(state_dir=tmp_path / "stat"))  # no engine
     assert lines[0].startswith(f"bounces: no state database at {tmp_path}/stat/state.sqlite3;")
     assert not (tmp_path / "stat").exists()
 
@@ -361,18 +363,15 @@ def test_dry_run_json_classifies_and_matches_without_changes_or_prefect(
     write_eml(inbox, "5-spam.eml", complaint("family@example.org", msgid("jamobil", "7")))
     (inbox / "6-junk.eml").write_bytes(b"Subject: hello\n\nnothing to see\n")
     before = {b: store.deliveries(b, CAMPAIGN) for b in ("congstar", "jamobil")}
-    code = (
-        "import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
-        "assert 'prefect' not in sys.modules, 'Prefect was imported'; sys.exit(rc)"
-    )
     args = ["bounces", str(inbox), "--dry-run", "--json", "--state-dir", str(tmp_path / "state")]
     done = subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [sys.executable, "-c", NO_PREFECT_PROBE, *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1, done.stderr  # one message stays unparsed: someone must look
+    # one message stays unparsed: someone must look (3 would mean Prefect was imported)
+    assert done.returncode == 1, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(
         set(r) >= {"file", "recipient", "kind", "status", "reason", "message_id", "match"}

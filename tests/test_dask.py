@@ -33,8 +33,12 @@ def test_pin_chunks_are_hashed_on_the_cluster_and_recorded_once(
     from distributed import Client
 
     from flows.pins import pins_all
+    from rollout.settings import Settings
 
-    [summary] = pins_all(["jamobil"], str(SAMPLES), str(tmp_path), cluster, chunk_size=40)
+    given = Settings(
+        brands=["jamobil"], exports=SAMPLES, state_dir=tmp_path, dask_address=cluster, chunk_size=40
+    )
+    [summary] = pins_all(given)
 
     with sqlite3.connect(tmp_path / "state.sqlite3") as db:
         stored = dict(

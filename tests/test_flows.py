@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 from conftest import REPO, SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS
@@ -21,6 +23,7 @@ from conftest import REPO, SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS
 import rollout.pins
 from rollout.brands import load_brand
 from rollout.seal import open_pin
+from rollout.settings import Settings
 from synthetic import write_synthetic_export
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
@@ -139,9 +142,18 @@ def test_no_plaintext_pin_is_left_behind(
     monkeypatch.setenv("ROLLOUT_SMTP_PASSWORD", password)
     with SmtpTestServer(credentials=("mailer", password)) as relay:
         url = f"{relay.url}?insecure_auth=loopback"
-        rollout_run(None, str(SAMPLES), str(state), url, after_deadline=True)
+        given = Settings(exports=SAMPLES, state_dir=state, transport=url, after_deadline=True)
+        run = rollout_run(given, return_state=True)
+        run.result()
         assert len(relay.received) > 1_000
     out, err = capfd.readouterr()
+    runs = flow_run_parameters(str(state))
+    assert runs[run.state_details.flow_run_id] == {"settings": given.model_dump(mode="json")}
+    assert len(runs) == 7  # the run, and per brand its PIN stage and its notify flow
+    for parameters in runs.values():
+        assert set(parameters) <= {"settings", "brand", "window", "threads", "resend"}
+        assert Settings.model_validate(parameters["settings"]) == given
+    assert password not in json.dumps([*runs.values()])  # and no SMTP user's password
 
     # Four digits that the inputs or the calendar already hold are no evidence either way, nor
     # are the flows' parameters, which Prefect records (chunk_size=5000).
@@ -209,7 +221,17 @@ def flow_parameter_tokens() -> set[str]:
         for flow_ in (rollout_run, pins_for_brand, notify_for_brand)
         for parameter in inspect.signature(flow_.fn).parameters.values()
     ]
+    defaults += [field.default for field in Settings.model_fields.values()]
     return set().union(*(tokens(str(d)) for d in defaults))
+
+
+def flow_run_parameters(state_dir: str) -> dict[UUID, dict[str, Any]]:
+    """The parameters of the flow runs of `state_dir`, as the Prefect API holds them."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(limit=200)
+    return {r.id: r.parameters for r in runs if state_dir in json.dumps(r.parameters)}
 
 
 def spellings(secret: bytes) -> list[bytes]:
@@ -237,7 +259,7 @@ def test_pins_flow_covers_every_brand_and_publishes_a_table(
 ) -> None:
     from flows.pins import pins_all
 
-    results = pins_all(None, str(SAMPLES), str(tmp_path))
+    results = pins_all(Settings(exports=SAMPLES, state_dir=tmp_path))
     assert [r["brand"] for r in results] == ["congstar", "jamobil", "pennymobil"]
     for r in results:
         brand = str(r["brand"])

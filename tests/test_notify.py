@@ -279,14 +279,14 @@ def _accepted_but_unrecorded(received: list[object], s_path: Path) -> int:
 
 def test_preview_changes_nothing_in_the_state_db(prefect_api: str, tmp_path: Path) -> None:
     from flows.preview import preview_flow
+    from rollout.settings import Settings
 
     store = prepared_state(tmp_path / "state")
     store.close()
     db = tmp_path / "state" / "state.sqlite3"
     before = hashlib.sha256(db.read_bytes()).hexdigest()
-    lines = preview_flow(
-        ["jamobil"], str(SAMPLES), str(tmp_path / "state"), str(tmp_path / "out"), None
-    )
+    given = Settings(brands=["jamobil"], exports=SAMPLES, state_dir=tmp_path / "state")
+    lines = preview_flow(given, str(tmp_path / "out"))
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     emls = list((tmp_path / "out" / "jamobil").glob("*.eml"))
     with StateStore.in_dir(tmp_path / "state") as s:

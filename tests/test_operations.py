@@ -16,6 +16,8 @@ import pytest
 from conftest import REPO, SAMPLES
 from test_lock import NEW_PID_NAMESPACE, _pid_namespaces_work, holder
 
+from rollout.settings import Settings
+
 PID_NAMESPACES = _pid_namespaces_work()
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
@@ -142,7 +144,8 @@ def test_a_wave_that_missed_its_slot_is_skipped_not_sent(prefect_api: str, tmp_p
     from flows.serve import scheduled_wave
 
     state = tmp_path / "state"
-    params = {"brand": "jamobil", "exports_dir": str(SAMPLES), "state_dir": str(state)}
+    given = {"exports": str(SAMPLES), "state_dir": str(state)}
+    params: dict[str, object] = {"brand": "jamobil", "settings": given}
 
     def run_scheduled_at(when: datetime) -> object:
         with get_client(sync_client=True) as client:
@@ -155,7 +158,7 @@ def test_a_wave_that_missed_its_slot_is_skipped_not_sent(prefect_api: str, tmp_p
     assert stale["skipped"] is True  # type: ignore[index]
     assert not state.exists()
 
-    params["after_deadline"] = True  # the brands' dates are past; a rehearsal must say so
+    params["settings"] = given | {"after_deadline": True}  # the dates are past: a rehearsal
     punctual = run_scheduled_at(datetime.now(UTC) - timedelta(minutes=1))
     assert punctual["jamobil"]["notify"]["sent"] > 300  # type: ignore[index]
 
@@ -163,7 +166,7 @@ def test_a_wave_that_missed_its_slot_is_skipped_not_sent(prefect_api: str, tmp_p
 def test_deployments_schedule_each_brand_in_berlin_time(tmp_path: Path) -> None:
     from flows.serve import deployments
 
-    made = deployments(SAMPLES, tmp_path, None)
+    made = deployments(Settings(exports=SAMPLES, state_dir=tmp_path))
     names = sorted(d.name for d in made)  # type: ignore[attr-defined]
     assert names == ["preview", "resend", "wave-congstar", "wave-jamobil", "wave-pennymobil"]
     for d in made:
@@ -171,7 +174,10 @@ def test_deployments_schedule_each_brand_in_berlin_time(tmp_path: Path) -> None:
             assert s.schedule.timezone == "Europe/Berlin"
     waves = [d for d in made if d.name.startswith("wave-")]  # type: ignore[attr-defined]
     assert all(d.schedules for d in waves)  # type: ignore[attr-defined]
-    assert all(Path(d.parameters["state_dir"]).is_absolute() for d in made)  # type: ignore[attr-defined]
+    given = [d.parameters["settings"] for d in made]  # type: ignore[attr-defined]
+    assert all(
+        Path(s["state_dir"]).is_absolute() and Path(s["exports"]).is_absolute() for s in given
+    )
 
 
 def test_serve_offers_the_deployments_for_ad_hoc_runs(

@@ -18,7 +18,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES
+from conftest import NO_PREFECT_PROBE, REPO, SAMPLES
 
 from rollout.brands import Brand, BrandError, load_brand
 from rollout.notify import campaign_id
@@ -332,14 +332,9 @@ def test_plan_on_the_samples_as_json_without_prefect(sample_state: Path) -> None
     slugs = ("congstar", "jamobil", "pennymobil")
     with StateStore.in_dir(sample_state, read_only=True) as store:
         pending = {s: store.pending_count(s, campaign_id(load_brand(s))) for s in slugs}
-    probe = (
-        "import sys; from flows.cli import main; "
-        "rc = main(sys.argv[1:]); "
-        "sys.exit(3 if any(m.split('.')[0] == 'prefect' for m in sys.modules) else rc)"
-    )
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
     done = subprocess.run(
-        [sys.executable, "-c", probe, "plan", "--state-dir", str(sample_state),
+        [sys.executable, "-c", NO_PREFECT_PROBE, "plan", "--state-dir", str(sample_state),
          "--today", "2022-05-02", "--json"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -380,6 +375,27 @@ def test_status_shows_the_forecast_line(
     assert capsys.readouterr().out.count("\nforecast ") == 3
 
 
+@pytest.mark.parametrize("outcome", ["failed", "unknown"])
+def test_status_exits_1_while_anyone_is_failed_or_unknown(outcome: str, tmp_path: Path) -> None:
+    """The exit code table's 1: usable as a check in cron."""
+    from test_notify import prepared_state, reachable
+
+    from flows.cli import main
+
+    store = prepared_state(tmp_path, "jamobil")
+    campaign = campaign_id(load_brand("jamobil"))
+    customer, address = next(iter(reachable(store, "jamobil").items()))
+    args = ["status", "--brand", "jamobil", "--state-dir", str(tmp_path)]
+    assert main(args) == 0  # everyone pending: nobody is left behind yet
+    store.mark_sending("jamobil", campaign, customer, f"<{customer}@test>", address)
+    if outcome == "failed":
+        store.mark_finished("jamobil", campaign, customer, "failed", 550, "550 5.1.1 no such user")
+    else:
+        store.mark_interrupted("jamobil", campaign)  # killed between DATA and the reply
+    store.close()
+    assert main(args) == 1
+
+
 def test_plan_prints_a_table_and_the_verdict_lines(
     sample_state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -407,9 +423,8 @@ def test_each_wave_publishes_the_forecast_as_markdown(prefect_api: str, tmp_path
     state = tmp_path / "state"
     params = {
         "brand": "pennymobil",
-        "exports_dir": str(SAMPLES),
-        "state_dir": str(state),
-        "after_deadline": True,  # the date is past: a rehearsal
+        # the date is past: a rehearsal
+        "settings": {"exports": str(SAMPLES), "state_dir": str(state), "after_deadline": True},
     }
     with get_client(sync_client=True) as client:
         run = client.create_flow_run(

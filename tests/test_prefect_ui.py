@@ -64,7 +64,7 @@ def test_a_run_is_named_after_what_ran_and_its_warnings_reach_prefect(
         runs = [
             r
             for r in client.read_flow_runs(limit=200)
-            if r.parameters.get("state_dir") == str(state)
+            if r.parameters.get("settings", {}).get("state_dir") == str(state)
         ]
         names = sorted(r.name for r in runs)
         assert len(names) == 3, names  # run, pins and notify

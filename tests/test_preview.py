@@ -136,31 +136,24 @@ def test_the_command_says_how_many_would_be_mailed_and_how_many_are_shown(
     import subprocess
     import sys
 
-    from conftest import REPO, SAMPLES
+    from conftest import NO_PREFECT_PROBE, REPO, SAMPLES
 
     from rollout.exports import export_path, open_export
 
-    script = (
-        "import sys\n"
-        "from flows.cli import main\n"
-        "code = main(sys.argv[1:])\n"
-        "assert 'prefect' not in sys.modules, 'preview imported Prefect'\n"
-        "sys.exit(code)\n"
-    )
     args = ["preview", "--brand", "congstar", "--exports", str(SAMPLES)]
     args += ["--state-dir", str(tmp_path / "state"), "--out", str(tmp_path / "out")]
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
 
     def preview(*more: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-c", script, *args, *more],
+            [sys.executable, "-c", NO_PREFECT_PROBE, *args, *more],
             env=env,
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=300,
         )
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr  # 3: preview imported Prefect
         return done.stdout.strip()
 
     brand = load_brand("congstar")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import os
 import shutil
 import stat
+import subprocess
+import sys
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS
+from conftest import NO_PREFECT_PROBE, SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
 
 from flows.cli import main
@@ -288,6 +291,20 @@ def test_rollout_pins_without_a_pepper_exits_2_in_one_line(
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--unpeppered" in err
     assert not (tmp_path / "state.sqlite3").exists()  # refused before anything started
+
+
+def test_keys_new_needs_no_prefect(tmp_path: Path) -> None:
+    args = ["keys", "new", "--brand", "jamobil", "--out", str(tmp_path), "--key-id", "k1"]
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run(
+        [sys.executable, "-c", NO_PREFECT_PROBE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr  # 3: it imported Prefect
+    assert (tmp_path / "jamobil-k1.private.key").is_file()
 
 
 def test_keys_new_writes_a_private_key_for_the_owner_only(

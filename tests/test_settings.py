@@ -20,6 +20,7 @@ from flows.cli import main
 from rollout.brands import BrandError, load_brand
 from rollout.pins import HashParams
 from rollout.settings import SettingsError, argon2_cost, load_settings
+from rollout.transports import TransportConfigError
 
 ROLLOUT = [sys.executable, "-m", "flows.cli"]
 
@@ -81,6 +82,31 @@ def test_a_bad_brand_toml_names_the_file_and_the_setting(
     args = ["pins", "--exports", str(SAMPLES), "--state-dir", str(state)]
     assert main(args) == 2
     assert str(toml) in one_line(capsys.readouterr().err)
+    assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    "setting, line, unknown",
+    [
+        ("schedule", 'shedule = "0 8 * * 1-5"', "shedule"),
+        ("# delimiter", 'delimeter = ";"', "export.delimeter"),
+    ],
+)
+def test_a_misspelled_key_in_brand_toml_is_an_error_before_any_work(
+    templates: Path,
+    setting: str,
+    line: str,
+    unknown: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    toml = edit(templates, setting, line)
+    state = tmp_path / "state"
+    args = ["pins", "--exports", str(SAMPLES), "--state-dir", str(state)]
+    assert main(args) == 2
+    assert one_line(capsys.readouterr().err) == (
+        f"rollout: error: {toml}: unknown setting {unknown!r} (misspelled?)"
+    )
     assert not state.exists()
 
 
@@ -227,6 +253,42 @@ def test_bounces_from_a_missing_path_is_an_error(
     assert not state.exists()
 
 
+# --- the settings the flows take ---------------------------------------------------------------
+
+
+def test_only_exports_and_transport_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROLLOUT_EXPORTS", str(SAMPLES))
+    monkeypatch.setenv("ROLLOUT_TRANSPORT", "maildir:elsewhere")
+    monkeypatch.setenv("ROLLOUT_AFTER_DEADLINE", "true")  # no hidden switches
+    monkeypatch.setenv("ROLLOUT_UNPEPPERED", "true")
+    given = load_settings(connections=8)
+    assert (given.exports, given.transport, given.connections) == (SAMPLES, "maildir:elsewhere", 8)
+    assert not given.after_deadline and not given.unpeppered
+    assert load_settings(transport="maildir:flag").transport == "maildir:flag"  # the flag wins
+
+
+def test_a_transport_url_with_credentials_never_becomes_a_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROLLOUT_TRANSPORT", "smtps://mailer:s3cret-Pa55@relay.example.com")
+    with pytest.raises(TransportConfigError) as refused:
+        load_settings()
+    assert "credentials in the transport URL are not accepted" in str(refused.value)
+    assert "s3cret-Pa55" not in str(refused.value)
+
+
+def test_a_misspelled_setting_in_a_deployment_run_is_an_error() -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.serve import scheduled_wave
+
+    given = {"brand": "jamobil", "settings": {"exports": str(SAMPLES), "after_dealine": True}}
+    with pytest.raises(ParameterTypeError, match=r"settings\.after_dealine"):
+        scheduled_wave.validate_parameters(given)
+
+
 # --- serve and the waves ----------------------------------------------------------------------
 
 
@@ -248,11 +310,11 @@ def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
 def test_serve_after_deadline_reaches_the_wave_deployments(tmp_path: Path) -> None:
     from flows.serve import deployments
 
-    made = deployments(SAMPLES, tmp_path, None, after_deadline=True)
+    made = deployments(load_settings(exports=SAMPLES, state_dir=tmp_path, after_deadline=True))
     sending = [d for d in made if d.name != "preview"]  # type: ignore[attr-defined]
-    assert [d.parameters["after_deadline"] for d in sending] == [True] * 4  # type: ignore[attr-defined]
-    late = deployments(SAMPLES, tmp_path, None)
-    assert not any(d.parameters.get("after_deadline") for d in late)  # type: ignore[attr-defined]
+    assert [d.parameters["settings"]["after_deadline"] for d in sending] == [True] * 4  # type: ignore[attr-defined]
+    late = deployments(load_settings(exports=SAMPLES, state_dir=tmp_path))
+    assert not any(d.parameters["settings"]["after_deadline"] for d in late)  # type: ignore[attr-defined]
 
 
 def test_the_deadline_message_names_the_flag_and_the_deployment_parameter(
@@ -261,7 +323,7 @@ def test_the_deadline_message_names_the_flag_and_the_deployment_parameter(
     state = tmp_path / "state"
     assert main(["notify", "--brand", "jamobil", "--state-dir", str(state)]) == 2
     line = one_line(capsys.readouterr().err)
-    assert "--after-deadline" in line and "deployment parameter after_deadline" in line
+    assert "--after-deadline" in line and "deployment parameter settings.after_deadline" in line
 
 
 def test_a_late_wave_refuses_before_its_pin_stage(prefect_api: str, tmp_path: Path) -> None:
@@ -273,14 +335,14 @@ def test_a_late_wave_refuses_before_its_pin_stage(prefect_api: str, tmp_path: Pa
     from rollout.notify import DeadlinePassed
 
     state = tmp_path / "state"
-    params = {"brand": "jamobil", "exports_dir": str(SAMPLES), "state_dir": str(state)}
+    params = {"brand": "jamobil", "settings": {"exports": str(SAMPLES), "state_dir": str(state)}}
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(
             scheduled_wave,
             parameters=params,
             state=Scheduled(scheduled_time=datetime.now(UTC) - timedelta(minutes=1)),
         )
-    with pytest.raises(DeadlinePassed, match="deployment parameter after_deadline"):
+    with pytest.raises(DeadlinePassed, match=r"deployment parameter settings\.after_deadline"):
         run_flow(scheduled_wave, flow_run=flow_run, parameters=params)
     assert not state.exists()  # no PIN drawn, nothing written back
     with get_client(sync_client=True) as client:

@@ -91,15 +91,15 @@ def test_a_blocked_relay_fails_the_flow_run_and_leaves_everyone_pending(
     from prefect.client.orchestration import get_client
 
     from flows.notify import notify_for_brand
+    from rollout.settings import Settings
 
     cause = request.node.callspec.params["relay"]
     for name, value in CREDS.items():
         monkeypatch.setenv(name, value)
     store = prepared_state(tmp_path)
     people = len(reachable(store, "jamobil"))
-    state = notify_for_brand(
-        "jamobil", str(tmp_path), relay, after_deadline=True, return_state=True
-    )
+    given = Settings(state_dir=tmp_path, transport=relay, after_deadline=True)
+    state = notify_for_brand("jamobil", given, return_state=True)
     assert state.is_failed()
     assert BLOCKS[cause] in (state.message or "")
     with pytest.raises(SendingBlocked, match=BLOCKS[cause]):
@@ -263,6 +263,42 @@ def test_sigterm_stops_the_temporary_prefect_server(tmp_path: Path) -> None:
     while _processes_with(str(home)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_with(str(home)) == []
+
+
+def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -> None:
+    """`rollout serve` against a real server: Ctrl-C pauses the schedules and exits 130 in one
+    line, without a traceback."""
+    from prefect.client.orchestration import get_client
+
+    state = (tmp_path / "state").resolve()
+    args = ["serve", "--exports", str(SAMPLES), "--state-dir", str(state)]
+    child = subprocess.Popen(
+        [*ROLLOUT, *args],
+        env=child_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def ours() -> list[object]:
+        with get_client(sync_client=True) as client:
+            made = client.read_deployments()
+        return [d for d in made if d.parameters.get("settings", {}).get("state_dir") == str(state)]
+
+    try:
+        _wait_for(lambda: len(ours()) == 5, child)  # three waves, preview and resend: serving
+        child.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, stderr = child.communicate(timeout=120)  # a safety net, not a timing claim
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert last_line(stderr) == (
+        "rollout: error: stopped by SIGINT; re-run the same command to continue"
+    )
 
 
 def _processes_with(needle: str) -> list[int]:

@@ -164,7 +164,7 @@ def _policy_name(value: str) -> str:
 class ExportConfig(BaseModel):
     """`[export]` in brand.toml."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     delimiter: StrictStr | None = None
     encoding: StrictStr | None = None
     columns: dict[StrictStr, StrictStr] = Field(default_factory=dict)
@@ -183,10 +183,10 @@ class SecretsConfig(BaseModel):
 
 
 class BrandConfig(BaseModel):
-    """What brand.toml must hold; validated before any work starts. Keys it does not know are
-    left for other readers of the file (they are not errors)."""
+    """What brand.toml must hold; validated before any work starts. A key it does not know is
+    an error (a misspelled `shedule` must not fall back to the default silently)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     display_name: StrictStr = Field(min_length=1)
     mandatory_date: Annotated[date, BeforeValidator(_iso_date)]
     sender_name: StrictStr = Field(min_length=1)
@@ -213,6 +213,8 @@ def _first_problem(path: Path, error: ValidationError) -> str:
     where = ".".join(str(part) for part in problem["loc"] if not isinstance(part, int))
     if problem["type"] == "missing":
         return f"{path}: missing setting {where!r}"
+    if problem["type"] == "extra_forbidden":
+        return f"{path}: unknown setting {where!r} (misspelled?)"
     message = str(problem["msg"]).removeprefix("Value error, ")
     return f"{path}: setting {where!r}: {message} (got {problem['input']!r})"
 

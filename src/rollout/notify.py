@@ -42,7 +42,8 @@ def check_deadline(brand: Brand, today: date, after_deadline: bool) -> None:
         raise DeadlinePassed(
             f"{brand.display_name}: the Legi-PIN became mandatory on "
             f"{brand.mandatory_date:%d.%m.%Y}; an announcement now would come too late. "
-            "Pass --after-deadline (deployment parameter after_deadline=true) to send it anyway."
+            "Pass --after-deadline (deployment parameter settings.after_deadline=true) to send it "
+            "anyway."
         )
 
 

@@ -1,33 +1,80 @@
-"""The run's settings from the environment: flag, then `ROLLOUT_*` variable, then default.
+"""The run's settings: flag, then `ROLLOUT_*` variable, then default.
 
-Validated before any work starts: a bad value is one line naming the variable (`SettingsError`),
-not a traceback halfway through a run. Secrets (SMTP password, pepper) are not held here: they
-are read where they are used and never become a parameter.
+Validated before any work starts: a bad value is one line naming the flag or variable
+(`SettingsError`), not a traceback halfway through a run. `Settings` is also the one parameter
+the flows take (`settings`, one JSON object in the Prefect UI and in a deployment), so it holds
+nothing secret or personal: the SMTP password, peppers and keys are read from the environment
+where they are used, and a transport URL with credentials is refused.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from rollout.transports import Transport, open_transport
 
 PREFIX = "ROLLOUT_"
+# The settings an environment variable may give (ROLLOUT_EXPORTS, ROLLOUT_TRANSPORT); the rest
+# come from flags or deployment parameters only: no hidden ROLLOUT_AFTER_DEADLINE.
+FROM_ENVIRONMENT = frozenset({"exports", "transport"})
+DEFAULT_TRANSPORT = "maildir:{state_dir}/outbox"
 
 
 class SettingsError(ValueError):
     """A setting (flag or environment variable) has a value the run cannot use."""
 
 
+class _SomeFromEnvironment(EnvSettingsSource):
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in super().__call__().items() if k in FROM_ENVIRONMENT}
+
+
 class Settings(BaseSettings):
+    """What a run does. A deployment's `settings` parameter is validated into this too, so an
+    unknown key there is an error, and the environment fills what it leaves out."""
+
     model_config = SettingsConfigDict(
-        env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True
+        env_prefix=PREFIX, env_ignore_empty=True, extra="forbid", frozen=True
     )
 
+    brands: list[str] | None = None  # None: every brand
     # Folder with one <brand>.csv per brand; no default: a real run names its exports.
     exports: Path | None = None
+    state_dir: Path = Path(".rollout")
+    # maildir:PATH or smtp[s|+starttls]://host:port; None: a Maildir in the state dir
+    transport: str | None = None
+    connections: int = Field(default=4, ge=1)
+    rate: float | None = Field(default=None, gt=0)  # mails per second; None: no cap
+    limit: int | None = Field(default=None, ge=0)  # per brand; None: brand.toml daily_quota
+    after_deadline: bool = False
+    include_unknown: bool = False  # resend: also those whose outcome is unknown
+    today: date | None = None  # None: the real date
+    dask_address: str | None = None  # None: hash on local threads
+    chunk_size: int = Field(default=5_000, ge=1)
+    unpeppered: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _SomeFromEnvironment(settings_cls)
 
     def require_exports(self) -> Path:
         if self.exports is None:
@@ -39,6 +86,13 @@ class Settings(BaseSettings):
             raise SettingsError(f"exports folder {self.exports} does not exist or is no folder")
         return self.exports
 
+    def chosen_transport(self) -> Transport:
+        """The transport, else a Maildir in the state dir (no server needed), parsed and
+        checked (TransportConfigError in one line, any password redacted)."""
+        chosen = self.transport or DEFAULT_TRANSPORT
+        # not format(): other braces are refused by open_transport
+        return open_transport(chosen.replace("{state_dir}", str(self.state_dir)))
+
 
 def load_settings(**flags: object) -> Settings:
     """Flags given (not None) win over the environment; raise SettingsError in one line."""
@@ -48,6 +102,7 @@ def load_settings(**flags: object) -> Settings:
     except ValidationError as error:
         raise SettingsError(_one_line(error, given)) from None
     argon2_cost(os.environ)  # checked with the rest, before any work
+    settings.chosen_transport()  # a URL with a password never becomes a flow parameter
     return settings
 
 
@@ -86,8 +141,3 @@ def _one_line(error: ValidationError, flags: Mapping[str, object], prefix: str =
     source = f"--{name.replace('_', '-')}" if name in flags else f"{prefix}{name.upper()}"
     message = str(problem["msg"]).removeprefix("Value error, ")
     return f"{source}: {message}, got {problem['input']!r}"
-
-
-def exports_folder(given: str | None) -> str:
-    """The exports folder a flow reads: its parameter, else ROLLOUT_EXPORTS; never a default."""
-    return str(load_settings(exports=given).require_exports())
