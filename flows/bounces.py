@@ -13,18 +13,21 @@ from rollout.bounces import apply_bounces, iter_bounces
 from rollout.brands import load_brands
 from rollout.settings import Settings
 from rollout.state import StateStore
+from rollout.state.connect import describe
 
 
 @flow(name="legi-pin-bounces", persist_result=False)
 def bounces_flow(paths: list[str], settings: Settings) -> tuple[list[str], int]:
     """Mark the customers the notices name; returns the summary's lines and how many notices
     stayed unparsed (every one is listed by name)."""
-    db = settings.state_dir / "state.sqlite3"
-    if not db.is_file():  # a mistyped --state-dir must not create an empty DB and match nothing
+    existing = StateStore.existing(settings.state_dir, settings.state_url)
+    if existing is None:  # a mistyped --state-dir must not create an empty DB and match nothing
+        db = describe(settings.state_db)
         return [f"bounces: no state database at {db}; nothing was read or changed"], 0
+    existing.close()
     # load_brands checks the names (a typo is an error, not a silent "unmatched" for everyone).
     brands = settings.brands
     chosen = {b.slug for b in load_brands(brands)} if brands else None
-    with StateStore.in_dir(settings.state_dir) as store:
+    with StateStore(settings.state_db) as store:
         report = apply_bounces(store, iter_bounces(Path(p) for p in paths), chosen)
     return report.lines(), report.unparsed

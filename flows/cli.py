@@ -55,7 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cast(int, args.handler(args))
 
     with interruptible():  # a signal unwinds: locks released, the temporary server stopped
-        return run_reporting_errors(checked_then_run, getattr(args, "state_dir", None))
+        return run_reporting_errors(checked_then_run, _state_db(args))
+
+
+def _state_db(a: argparse.Namespace) -> str | None:
+    """The state DB as error messages name it (no password), if the command has one."""
+    from rollout.state.connect import describe, state_url
+
+    if not hasattr(a, "state_dir"):
+        return None
+    try:
+        return describe(state_url(a.state_dir, a.state_url or os.environ.get("ROLLOUT_STATE_URL")))
+    except Exception:  # a URL that does not parse is reported by the settings check
+        return None
 
 
 def needs_prefect(a: argparse.Namespace) -> bool:
@@ -143,8 +155,15 @@ def _state(p: argparse.ArgumentParser) -> None:
         "--state-dir",
         type=Path,
         default=_default("state_dir"),
-        help="state DB, write-back, rejects, reports and outbox "
+        help="write-back, rejects, reports, outbox, locks and (by default) the state DB "
         f"(default: {_default('state_dir')})",
+    )
+    p.add_argument(
+        "--state-url",
+        metavar="URL",
+        help="the state DB: sqlite:///PATH or postgresql://[USER@]HOST[:PORT]/DB (default: "
+        "$ROLLOUT_STATE_URL, else sqlite:///<state-dir>/state.sqlite3); the password only "
+        "from $PGPASSWORD, libpq's password or service file, or $ROLLOUT_STATE_PASSWORD",
     )
 
 
@@ -256,7 +275,7 @@ def cmd_notify(a: argparse.Namespace, resend: bool = False) -> int:
         if resend and a.exports:
             _reread(given, b.slug)
         notify_for_brand(b.slug, given, resend)
-    return finish_with_status(a.state_dir, brands)
+    return finish_with_status(given, brands)
 
 
 def _check_deadlines(given: Settings, brands: Sequence[Brand]) -> None:
@@ -292,12 +311,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     _check_deadlines(given, brands)  # before any PIN is drawn: a late run does nothing
     results = rollout_run(given)
     print_pin_summaries([cast(dict[str, object], r["pins"]) for r in results.values()])
-    return finish_with_status(a.state_dir, brands)
+    return finish_with_status(given, brands)
 
 
 def cmd_preview(a: argparse.Namespace) -> int:
     given = settings(a)
-    exports = given.require_exports()
+    given.require_exports()
     if needs_prefect(a):  # against a real server: a flow run to see in its UI
         from flows.preview import preview_flow
 
@@ -305,7 +324,7 @@ def cmd_preview(a: argparse.Namespace) -> int:
     else:
         from rollout.preview import preview_brands
 
-        lines = preview_brands(given.brands, exports, given.state_dir, a.out, given.limit)
+        lines = preview_brands(given, a.out)
     for line in lines:
         print(line)
     return 0
@@ -315,8 +334,9 @@ def cmd_status(a: argparse.Namespace) -> int:
     from flows.summary import console, forecasts, print_status, status_rows
     from rollout.plan import summary_line
 
-    rows = status_rows(a.state_dir, a.brands)
-    lines = [summary_line(f) for f in forecasts(a.state_dir, a.brands, datetime.now(UTC))]
+    given = settings(a)
+    rows = status_rows(given)
+    lines = [summary_line(f) for f in forecasts(given, datetime.now(UTC))]
     if a.json:
         shown = [r.as_dict() | {"forecast": line} for r, line in zip(rows, lines, strict=True)]
         print(json.dumps(shown, indent=2, ensure_ascii=False))
@@ -333,7 +353,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
     from rollout.plan import start_of
 
     as_of = start_of(a.today) if a.today else datetime.now(UTC)
-    plans = forecasts(a.state_dir, a.brands, as_of, a.rate)
+    plans = forecasts(settings(a), as_of, a.rate)
     if a.json:
         print(json.dumps([f.as_dict() for f in plans], indent=2, ensure_ascii=False))
     else:
@@ -344,7 +364,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
 def cmd_unreachable(a: argparse.Namespace) -> int:
     from flows.summary import write_unreachable
 
-    count = write_unreachable(a.state_dir, a.brand, a.out)
+    count = write_unreachable(settings(a), a.brand, a.out)
     print(f"{count} customers of {a.brand} need another channel: {a.out}")
     return 0
 
@@ -354,7 +374,8 @@ def cmd_unlock(a: argparse.Namespace) -> int:
     from rollout.lock import holder_of
 
     brand = load_brand(a.brand).slug  # an unknown brand is an error, not "not held"
-    holder = holder_of(a.state_dir, brand)
+    given = settings(a)
+    holder = holder_of(given.state_dir, brand, given.state_url)
     if holder is None:
         print(f"brand {brand} is not locked: nothing to unlock")
         return 0
@@ -393,7 +414,8 @@ def _bounces_dry_run(a: argparse.Namespace) -> int:
     from rollout.state import StateStore
 
     chosen = {b.slug for b in load_brands(a.brands)} if a.brands else None
-    store = StateStore.existing(a.state_dir)  # read-only; None: classify only
+    given = settings(a)
+    store = StateStore.existing(given.state_dir, given.state_url)  # read-only; None: classify
     if store is None:
         print(f"rollout: no state DB in {a.state_dir}: classifying only", file=sys.stderr)
     report = BounceReport()
@@ -414,7 +436,7 @@ def _clear_sender_problems(a: argparse.Namespace) -> int:
     from flows.summary import existing_state
     from rollout.brands import load_brands
 
-    with existing_state(a.state_dir, writable=True) as store:
+    with existing_state(settings(a), writable=True) as store:
         for b in load_brands(a.brands):
             cleared = store.clear_marks(b.slug, "sender_problem")
             print(f"{b.slug}: {cleared} sender problems cleared")

@@ -16,7 +16,6 @@ import errno
 import sqlite3
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
@@ -56,7 +55,9 @@ REPORTED: tuple[type[BaseException], ...] = (
 )
 
 
-def run_reporting_errors(command: Callable[[], int], state_dir: Path | None = None) -> int:
+def run_reporting_errors(command: Callable[[], int], state_db: str | None = None) -> int:
+    """Run the command; what stops it becomes one line and its exit code. `state_db`: the
+    state DB as messages may name it (no password)."""
     try:
         return command()
     except USER_ERRORS as error:
@@ -64,7 +65,7 @@ def run_reporting_errors(command: Callable[[], int], state_dir: Path | None = No
     except SendingBlocked as error:
         return _fail(str(error), EXIT_BLOCKED)
     except (sqlite3.Error, DBAPIError) as error:
-        return _fail(_db_error(error, state_dir), EXIT_ENVIRONMENT)
+        return _fail(_db_error(error, state_db), EXIT_ENVIRONMENT)
     except OSError as error:
         return _fail(_os_error(error), EXIT_ENVIRONMENT)
     except Interrupted as stop:
@@ -73,11 +74,11 @@ def run_reporting_errors(command: Callable[[], int], state_dir: Path | None = No
         return _fail("interrupted; re-run the same command to continue", 130)
 
 
-def _db_error(error: Exception, state_dir: Path | None) -> str:
+def _db_error(error: Exception, state_db: str | None) -> str:
     """One line: which DB, what it said (its first line: no SQL, no parameters), its code."""
     cause = error.orig if isinstance(error, DBAPIError) else error
     name = getattr(cause, "sqlite_errorname", None) or getattr(cause, "sqlstate", None)
-    where = f"state DB {state_dir / 'state.sqlite3'}" if state_dir else "state DB"
+    where = f"state DB {state_db}" if state_db else "state DB"
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     return f"{where}: {text} ({name or type(cause).__name__})"
 

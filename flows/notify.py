@@ -38,7 +38,16 @@ def notify_for_brand(brand: str, settings: Settings, resend: bool = False) -> di
     limit = settings.limit if settings.limit is not None else (b.daily_quota or None)
     include_unknown = settings.include_unknown
     state_dir = settings.state_dir
-    with brand_lock(state_dir, b.slug, "notify"), StateStore.in_dir(state_dir) as store:
+    # On PostgreSQL, runs that send new mails share the brand (each claims its own customers);
+    # a resend, like a PIN run, has it alone.
+    lock = brand_lock(
+        state_dir,
+        b.slug,
+        "resend" if resend else "notify",
+        url=settings.state_url,
+        shared=not resend,
+    )
+    with lock, StateStore(settings.state_db) as store:
         total = _expected(store, b, limit, resend, include_unknown)
         with SendProgress(b.slug, total) as progress:
             if resend:

@@ -65,7 +65,10 @@ def pins_for_brand(
     keys = brand_keys(b, unpeppered=settings.unpeppered)  # refuses before anything is read
     export = open_export(export_path(settings.require_exports(), b), b)
     state_dir = settings.state_dir
-    with brand_lock(state_dir, b.slug, "pins"), StateStore.in_dir(state_dir) as store:
+    with (
+        brand_lock(state_dir, b.slug, "pins", url=settings.state_url),
+        StateStore(settings.state_db) as store,
+    ):
         hash_map = task_hash_map(keys.hasher(), window, threads, keys.sealer)
         summary = assign_pins(export, b, store, state_dir, hash_map, settings.chunk_size)
     create_markdown_artifact(

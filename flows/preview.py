@@ -16,7 +16,4 @@ from rollout.settings import Settings
 def preview_flow(settings: Settings, out_dir: str = "preview") -> list[str]:
     """One folder per brand with an .eml per customer and an index.html (at most
     `settings.limit` e-mails each); returns the counts."""
-    exports = settings.require_exports()
-    return preview_brands(
-        settings.brands, exports, settings.state_dir, Path(out_dir), settings.limit
-    )
+    return preview_brands(settings, Path(out_dir))

@@ -10,7 +10,6 @@ carries on where the last wave stopped—the state DB knows who is pending.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from prefect import flow, get_run_logger, serve
 from prefect.artifacts import create_markdown_artifact
@@ -54,7 +53,7 @@ def scheduled_wave(
             scheduled.isoformat(),
             max_lateness_minutes,
         )
-        publish_forecast(brand, settings.state_dir)
+        publish_forecast(brand, settings)
         return {"skipped": True, "scheduled": scheduled.isoformat()}
     # Guards before side effects: a wave that is going to refuse to send draws no PIN.
     today = settings.today or date.today()
@@ -62,13 +61,14 @@ def scheduled_wave(
     settings.require_exports()
     settings.chosen_transport()
     result: dict[str, object] = dict(rollout_run(settings.model_copy(update={"brands": [brand]})))
-    publish_forecast(brand, settings.state_dir)
+    publish_forecast(brand, settings)
     return result
 
 
-def publish_forecast(brand: str, state_dir: Path) -> None:
+def publish_forecast(brand: str, settings: Settings) -> None:
     """After each wave: will everyone be told in time? (counts and dates only)."""
-    store = StateStore.existing(state_dir)
+    state_dir = settings.state_dir
+    store = StateStore.existing(state_dir, settings.state_url)
     if store is None:  # nothing has run yet: nothing to forecast, and nothing to create
         return
     with store:

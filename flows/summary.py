@@ -13,7 +13,9 @@ from rich.table import Table
 from rollout.brands import Brand, load_brand, load_brands
 from rollout.plan import BERLIN, Forecast, summary_line
 from rollout.report import STATUS_COLUMNS, BrandStatus, brand_forecast, brand_status
+from rollout.settings import Settings
 from rollout.state import StateStore
+from rollout.state.connect import describe
 
 console = Console()
 
@@ -42,36 +44,41 @@ def print_pin_summaries(results: Sequence[dict[str, object]]) -> None:
     _print_by_brand("PIN stage", results, PIN_COLUMNS)
 
 
-def status_rows(state_dir: Path, brands: list[str] | None) -> list[BrandStatus]:
+def status_rows(settings: Settings) -> list[BrandStatus]:
     """Read-only: asking where things stand never creates or changes a state DB."""
-    store = existing_state(state_dir)
-    with store:
-        return [brand_status(store, b, date.today()) for b in load_brands(brands)]
+    with existing_state(settings) as store:
+        return [brand_status(store, b, date.today()) for b in load_brands(settings.brands)]
 
 
 class NothingRunYet(LookupError):
     """The state dir holds no state DB."""
 
 
-def existing_state(state_dir: Path, *, writable: bool = False) -> StateStore:
-    """The state DB (read-only unless asked), or NothingRunYet: a mistyped state dir creates
-    nothing."""
-    if not (state_dir / "state.sqlite3").is_file():
-        raise NothingRunYet(f"no state DB in {state_dir}: nothing has run there yet")
-    return StateStore.in_dir(state_dir, read_only=not writable)
+def existing_state(settings: Settings, *, writable: bool = False) -> StateStore:
+    """The state DB (read-only unless asked), or NothingRunYet: a mistyped state dir or URL
+    creates nothing."""
+    found = StateStore.existing(settings.state_dir, settings.state_url)
+    if found is None:
+        where = (
+            f"at {describe(settings.state_url)}"
+            if settings.state_url
+            else f"in {settings.state_dir}"
+        )
+        raise NothingRunYet(f"no state DB {where}: nothing has run there yet")
+    if not writable:
+        return found
+    found.close()
+    return StateStore(settings.state_db)
 
 
 def print_status(rows: Sequence[BrandStatus]) -> None:
     _print_by_brand("Legi-PIN rollout", [r.as_dict() for r in rows], STATUS_COLUMNS[1:])
 
 
-def forecasts(
-    state_dir: Path, brands: list[str] | None, as_of: datetime, rate: float | None = None
-) -> list[Forecast]:
+def forecasts(settings: Settings, as_of: datetime, rate: float | None = None) -> list[Forecast]:
     """Read-only, like status: each brand's forecast as of `as_of`."""
-    store = existing_state(state_dir)
-    with store:
-        return [brand_forecast(store, b, as_of, rate) for b in load_brands(brands)]
+    with existing_state(settings) as store:
+        return [brand_forecast(store, b, as_of, rate) for b in load_brands(settings.brands)]
 
 
 def _when(at: datetime | None) -> str:
@@ -109,16 +116,16 @@ def print_forecasts(plans: Sequence[Forecast]) -> None:
         console.print(summary_line(f), highlight=False, soft_wrap=True)
 
 
-def finish_with_status(state_dir: Path, brands: Sequence[Brand]) -> int:
+def finish_with_status(settings: Settings, brands: Sequence[Brand]) -> int:
     """Print the status table; exit 1 when anyone is left failed or with an unknown outcome."""
-    rows = status_rows(state_dir, [b.slug for b in brands])
+    rows = status_rows(settings.model_copy(update={"brands": [b.slug for b in brands]}))
     print_status(rows)
     return 1 if any(r.needs_attention for r in rows) else 0
 
 
-def write_unreachable(state_dir: Path, brand: str, out: Path) -> int:
+def write_unreachable(settings: Settings, brand: str, out: Path) -> int:
     b = load_brand(brand)
-    store = existing_state(state_dir)
+    store = existing_state(settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     with store, out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

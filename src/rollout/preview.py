@@ -29,6 +29,7 @@ from rollout.files import write_atomically
 from rollout.messages import Composer
 from rollout.model import Recipient
 from rollout.notify import campaign_id, preview_audience
+from rollout.settings import Settings
 from rollout.state import StateStore
 
 INDEX = "index.html"
@@ -104,14 +105,14 @@ def write_preview(
     return PreviewSummary(brand.slug, len(entries), dict(reasons), index, would_mail, dict(refused))
 
 
-def preview_brands(
-    brands: list[str] | None, exports_dir: Path, state_dir: Path, out_dir: Path, limit: int | None
-) -> list[str]:
-    """One folder per brand with an .eml per customer (at most `limit`) and an index.html;
-    returns a line per brand: how many would be mailed, how many are shown, rejects, unreachable.
-    Reads the state DB (if any) to leave out who was mailed; changes nothing there."""
+def preview_brands(settings: Settings, out_dir: Path) -> list[str]:
+    """One folder per brand with an .eml per customer (at most `settings.limit`) and an
+    index.html; returns a line per brand: how many would be mailed, how many are shown,
+    rejects, unreachable. Reads the state DB (if any) to leave out who was mailed; changes
+    nothing there."""
     lines = []
-    store = StateStore.existing(state_dir)
+    brands, exports_dir, limit = settings.brands, settings.require_exports(), settings.limit
+    store = StateStore.existing(settings.state_dir, settings.state_url)
     try:
         for b in load_brands(brands):
             composer = Composer(b, campaign_id(b))

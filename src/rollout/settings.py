@@ -23,12 +23,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from rollout.state.connect import StateUrlError, parse, state_url
 from rollout.transports import Transport, open_transport
 
 PREFIX = "ROLLOUT_"
-# The settings an environment variable may give (ROLLOUT_EXPORTS, ROLLOUT_TRANSPORT); the rest
-# come from flags or deployment parameters only: no hidden ROLLOUT_AFTER_DEADLINE.
-FROM_ENVIRONMENT = frozenset({"exports", "transport"})
+# The settings an environment variable may give (ROLLOUT_EXPORTS, ROLLOUT_TRANSPORT,
+# ROLLOUT_STATE_URL); the rest come from flags or deployment parameters only: no hidden
+# ROLLOUT_AFTER_DEADLINE.
+FROM_ENVIRONMENT = frozenset({"exports", "transport", "state_url"})
 DEFAULT_TRANSPORT = "maildir:{state_dir}/outbox"
 
 
@@ -53,6 +55,9 @@ class Settings(BaseSettings):
     # Folder with one <brand>.csv per brand; no default: a real run names its exports.
     exports: Path | None = None
     state_dir: Path = Path(".rollout")
+    # sqlite:///PATH or postgresql://[USER@]HOST[:PORT]/DB, never with a password;
+    # None: the SQLite file in the state dir
+    state_url: str | None = None
     # maildir:PATH or smtp[s|+starttls]://host:port; None: a Maildir in the state dir
     transport: str | None = None
     connections: int = Field(default=4, ge=1)
@@ -86,6 +91,11 @@ class Settings(BaseSettings):
             raise SettingsError(f"exports folder {self.exports} does not exist or is no folder")
         return self.exports
 
+    @property
+    def state_db(self) -> str:
+        """The state DB's URL: `state_url`, else the SQLite file in the state dir."""
+        return state_url(self.state_dir, self.state_url)
+
     def chosen_transport(self) -> Transport:
         """The transport, else a Maildir in the state dir (no server needed), parsed and
         checked (TransportConfigError in one line, any password redacted)."""
@@ -103,6 +113,13 @@ def load_settings(**flags: object) -> Settings:
         raise SettingsError(_one_line(error, given)) from None
     argon2_cost(os.environ)  # checked with the rest, before any work
     settings.chosen_transport()  # a URL with a password never becomes a flow parameter
+    try:
+        parse(settings.state_db)  # nor does a state URL with one (said without it)
+    except StateUrlError as error:
+        source = "--state-url" if "state_url" in given else f"{PREFIX}STATE_URL"
+        raise SettingsError(
+            f"{source}: {str(error).removeprefix('state URL').lstrip(': ')}"
+        ) from None
     return settings
 
 

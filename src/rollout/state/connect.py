@@ -60,6 +60,12 @@ def shown(url: URL | str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def describe(url: str) -> str:
+    """How messages name the state DB: its file for SQLite, else its URL (no password)."""
+    path = sqlite_path(url)
+    return str(path) if path is not None else shown(url)
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL; None for PostgreSQL."""
     parsed = parse(url)
