@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -71,3 +74,27 @@ def test_finds_the_binaries_without_the_venv() -> None:
     expected = find_bindir()
     assert done.returncode == (0 if expected else 1), done.stderr
     assert done.stdout.strip() == (str(expected) if expected else "")
+
+
+def test_a_killed_owner_leaves_no_server_behind(tmp_path: Path) -> None:
+    """SIGKILL (or a test run's timeout) skips every `finally`: the watchdog stops the server."""
+    if find_bindir() is None:
+        pytest.skip("no PostgreSQL binaries")
+    owner = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; sys.path.insert(0, sys.argv[1]); from pg_server import PgServer\n"
+         "s = PgServer(); s.start(); print(s.directory, s.port, flush=True); time.sleep(600)",
+         str(REPO / "tools")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert owner.stdout is not None
+    directory, port = owner.stdout.readline().split()
+    assert Path(directory, "data", "postmaster.pid").exists()
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 60
+    while Path(directory).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(directory).exists()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(port)), timeout=2):
+        pass

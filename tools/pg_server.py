@@ -9,6 +9,8 @@ In a test (tests/conftest.py starts one per session as the `postgres_url` fixtur
         server.drop_database("t_abc")
 
 On leaving the block the server stops (`pg_ctl stop -m fast`) and its directory is deleted.
+If the owning process dies without leaving it (SIGKILL, a CI timeout), a watchdog process
+(`--reap`, started with the server in a session of its own) does the same within a second.
 
 For developers and the benchmarks, in its own terminal (stays up until Ctrl-C):
 
@@ -121,6 +123,7 @@ class PgServer:
         self.directory: Path | None = None
         self._os_user: pwd.struct_passwd | None = None
         self._running = False
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     # -- what clients need -------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class PgServer:
         self._os_user = self._server_user()
         self.directory = Path(tempfile.mkdtemp(prefix="rollout-pg-", dir=self._temp_parent()))
         try:
+            self._start_watchdog()
             self._initdb()
             self._configure()
             self._start_with_retries()
@@ -191,6 +195,23 @@ class PgServer:
         finally:
             self.directory = None
             shutil.rmtree(directory, ignore_errors=True)
+            if self._watchdog is not None:
+                self._watchdog.terminate()
+                self._watchdog.wait()
+                self._watchdog = None
+
+    def _start_watchdog(self) -> None:
+        """A small process of its own session that stops the server and deletes its directory
+        if this process dies without doing so (SIGKILL, a test run's timeout): no orphans."""
+        assert self.bindir is not None
+        self._watchdog = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--reap", str(os.getpid()),
+             str(self._dir), str(self.bindir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
 
     # -- databases -----------------------------------------------------------------------
 
@@ -360,6 +381,19 @@ class PgServer:
             return
 
 
+def _reap(parent: int, directory: Path, bindir: Path) -> int:
+    """The watchdog: once `parent` is gone (we are re-parented), stop the server, delete it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the owner's terminate() ends us early
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    orphan = PgServer(bindir=bindir)
+    orphan.directory = directory
+    orphan._os_user = orphan._server_user()
+    orphan._running = (directory / "data" / "postmaster.pid").exists()
+    orphan.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Start a throw-away PostgreSQL server; print export lines; stop on Ctrl-C"
@@ -373,7 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bindir", action="store_true", help="only print where the binaries are (exit 1: none)"
     )
+    parser.add_argument("--reap", nargs=3, help=argparse.SUPPRESS)  # PID DIR BINDIR
     args = parser.parse_args(argv)
+    if args.reap:
+        return _reap(int(args.reap[0]), Path(args.reap[1]), Path(args.reap[2]))
     if args.bindir:
         found = find_bindir()
         if found is None:
