@@ -28,6 +28,7 @@ from rollout.messages import TemplateProblem
 from rollout.notify import DeadlinePassed, SendingBlocked
 from rollout.settings import SettingsError
 from rollout.shutdown import Interrupted
+from rollout.state.versions import NewerSchema
 from rollout.transports import TransportConfigError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -40,6 +41,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     NothingRunYet,
     KeyConfigError,
     SettingsError,
+    NewerSchema,
 )
 EXIT_BLOCKED = 3
 EXIT_ENVIRONMENT = 4

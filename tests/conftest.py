@@ -7,13 +7,14 @@ import base64
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from pg_server import PgServer, find_bindir
 from rollout.seal import new_key_pair
+from rollout.state import StateStore
 
 BRANDS = ("congstar", "jamobil", "pennymobil")
 
@@ -119,6 +120,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"prefect_api", "child_env"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_env(request: pytest.FixtureRequest, child_env: dict[str, str]) -> dict[str, str]:
+    """child_env for `rollout` children, on each backend: the state DB in the state dir
+    (SQLite), or ROLLOUT_STATE_URL naming a fresh PostgreSQL database (PGPASSWORD inherited)."""
+    if request.param == "sqlite":
+        return child_env
+    return {**child_env, "ROLLOUT_STATE_URL": str(request.getfixturevalue("fresh_postgres_db"))}
+
+
+def state_of(state_dir: Path, env: Mapping[str, str]) -> StateStore | None:
+    """A read-only view of the state a `rollout` child with `env` writes (None: none yet)."""
+    return StateStore.existing(state_dir, env.get("ROLLOUT_STATE_URL"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,13 +12,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import REPO, SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS
+from conftest import REPO, SAMPLES, TEST_PEPPERS, TEST_SEAL_KEYS, state_of
+from sqlalchemy import text
 
 import rollout.pins
 from rollout.brands import load_brand
@@ -42,11 +43,16 @@ def rollout_cmd(
     return done
 
 
-def hashes(state_dir: Path, brand: str) -> dict[str, str]:
-    with sqlite3.connect(state_dir / "state.sqlite3") as db:
-        return dict(
-            db.execute("SELECT customer_id, pin_hash FROM customers WHERE brand = ?", (brand,))
+def hashes(state_dir: Path, brand: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """customer_id -> hash in the state DB that a `rollout` child with `env` writes."""
+    store = state_of(state_dir, env or {})
+    if store is None:
+        return {}
+    with store:
+        rows = store.db.execute(
+            text("SELECT customer_id, pin_hash FROM customers WHERE brand = :b"), {"b": brand}
         )
+        return dict(rows.all())
 
 
 # --- no plaintext PIN anywhere ----------------------------------------------------------
@@ -272,8 +278,9 @@ def test_pins_flow_covers_every_brand_and_publishes_a_table(
 
 
 def test_a_killed_pin_run_resumes_without_a_second_pin_for_anyone(
-    tmp_path: Path, child_env: dict[str, str]
+    tmp_path: Path, backend_env: dict[str, str]
 ) -> None:
+    child_env = backend_env
     exports, state = tmp_path / "exports", tmp_path / "state"
     exports.mkdir()
     write_synthetic_export(exports / "congstar.csv", 4_000, style="congstar", seed=7)
@@ -282,19 +289,19 @@ def test_a_killed_pin_run_resumes_without_a_second_pin_for_anyone(
     child = subprocess.Popen([*ROLLOUT, *args, "--chunk-size", "200"], env=slow, cwd=REPO)
     try:
         deadline = time.monotonic() + 300
-        while not (state / "state.sqlite3").exists() or len(hashes(state, "congstar")) < 400:
+        while len(hashes(state, "congstar", child_env)) < 400:
             assert child.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.2)
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait()
-    before = hashes(state, "congstar")
+    before = hashes(state, "congstar", child_env)
     assert 400 <= len(before) < 4_000 * 0.99
 
     rollout_cmd(*args, env=child_env)
 
-    after = hashes(state, "congstar")
+    after = hashes(state, "congstar", child_env)
     assert {cid: after[cid] for cid in before} == before  # nobody got a second PIN
     writeback = (state / "writeback" / "congstar.csv").read_text(encoding="cp1252")
     assert all(h in writeback for h in after.values())
@@ -308,23 +315,29 @@ def test_a_killed_pin_run_resumes_without_a_second_pin_for_anyone(
 
 
 def test_the_main_job_mails_everyone_reachable_once(
-    tmp_path: Path, child_env: dict[str, str]
+    tmp_path: Path, backend_env: dict[str, str]
 ) -> None:
+    """On SQLite (the state DB in the state dir) and on PostgreSQL, named by --state-url as the
+    README shows; the files stay in the state dir either way."""
+    url = backend_env.get("ROLLOUT_STATE_URL")
+    env = {k: v for k, v in backend_env.items() if k != "ROLLOUT_STATE_URL"}
     state = tmp_path / "state"
-    args = ["--exports", str(SAMPLES), "--state-dir", str(state)]
-    refused = rollout_cmd("run", *args, env=child_env, check=False)
+    where = ["--state-dir", str(state), *(["--state-url", url] if url else [])]
+    args = ["--exports", str(SAMPLES), *where]
+    refused = rollout_cmd("run", *args, env=env, check=False)
     assert refused.returncode == 2 and "--after-deadline" in refused.stderr
 
-    rollout_cmd("run", *args, "--after-deadline", env=child_env)
-    status = json.loads(
-        rollout_cmd("status", "--json", "--state-dir", str(state), env=child_env).stdout
-    )
+    rollout_cmd("run", *args, "--after-deadline", env=env)
+    status = json.loads(rollout_cmd("status", "--json", *where, env=env).stdout)
     outbox = mailbox.Maildir(state / "outbox", create=False)
     recipients = [m["To"] for m in outbox]
     assert len(recipients) == sum(s["sent"] for s in status) == len(set(recipients))
     for s in status:
         assert s["pending"] == 0 and s["unreachable"], s
         assert s["mandatory_date"] == load_brand(s["brand"]).mandatory_date.isoformat()
+        assert (state / "writeback" / f"{s['brand']}.csv").is_file()
 
-    rollout_cmd("run", *args, "--after-deadline", env=child_env)  # a second run mails nobody
+    rollout_cmd("run", *args, "--after-deadline", env=env)  # a second run mails nobody
     assert len(mailbox.Maildir(state / "outbox", create=False)) == len(recipients)
+    if url:  # the state lives in PostgreSQL only: no SQLite file, no lock files
+        assert not (state / "state.sqlite3").exists() and not (state / "locks").exists()
