@@ -128,7 +128,9 @@ def backend_env(request: pytest.FixtureRequest, child_env: dict[str, str]) -> di
     (SQLite), or ROLLOUT_STATE_URL naming a fresh PostgreSQL database (PGPASSWORD inherited)."""
     if request.param == "sqlite":
         return child_env
-    return {**child_env, "ROLLOUT_STATE_URL": str(request.getfixturevalue("fresh_postgres_db"))}
+    url = str(request.getfixturevalue("fresh_postgres_db"))
+    server: PgServer = request.getfixturevalue("postgres_server")
+    return {**child_env, **server.env, "ROLLOUT_STATE_URL": url}
 
 
 def state_of(state_dir: Path, env: Mapping[str, str]) -> StateStore | None:

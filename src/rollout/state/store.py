@@ -37,9 +37,9 @@ class StateStore(Customers, Deliveries, BounceMarks, Counts):
         """A read-only view of the state DB, or None where no run has made one yet."""
         chosen = state_url(state_dir, url)
         path = sqlite_path(chosen)
-        if path is not None:
-            return cls(chosen, read_only=True) if path.is_file() else None
-        store = cls(chosen, read_only=True)
+        if path is not None and not path.is_file():
+            return None
+        store = cls(chosen, read_only=True)  # a file or DB without our tables: nothing ran yet
         if has_tables(store.db):
             return store
         store.close()
