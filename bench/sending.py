@@ -16,8 +16,10 @@ not measured here). For each delay, N messages go out three ways:
 - raw: aiosmtplib, the same number of pooled connections, the bytes serialised beforehand:
   what the network path alone allows, with nothing recorded.
 
-At 0 ms a breakdown also times the parts of notify separately: composing, journalling (two
-SQLite transactions per message) and `deliver` with pre-built messages and no journal.
+At 0 ms a breakdown also times the parts of notify separately: composing, journalling (one
+message at a time, so each 'sending' is a commit of its own, with the previous 'sent' in it) and
+`deliver` with pre-built messages and no journal. bench/journal.py compares the journal with and
+without group commit.
 
 notify and raw run `--repeat` times each, alternately, and the best rate counts; the baseline
 runs once (at 20 ms it is bound by the server's delay, not by CPU). The default connection counts
