@@ -16,8 +16,10 @@ not measured here). For each delay, N messages go out three ways:
 - raw: aiosmtplib, the same number of pooled connections, the bytes serialised beforehand:
   what the network path alone allows, with nothing recorded.
 
-At 0 ms a breakdown also times the parts of notify separately: composing, journalling (two
-SQLite transactions per message) and `deliver` with pre-built messages and no journal.
+At 0 ms a breakdown also times the parts of notify separately: composing, journalling (one
+message at a time, so each 'sending' is a commit of its own, with the previous 'sent' in it) and
+`deliver` with pre-built messages and no journal. bench/journal.py compares the journal with and
+without group commit.
 
 notify and raw run `--repeat` times each, alternately, and the best rate counts; the baseline
 runs once (at 20 ms it is bound by the server's delay, not by CPU). The default connection counts
@@ -68,9 +70,10 @@ from rollout.assign import assign_pins, local_hash_map  # noqa: E402
 from rollout.brands import Brand, load_brand  # noqa: E402
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver  # noqa: E402
 from rollout.exports import export_path, open_export  # noqa: E402
+from rollout.journal import StoreJournal  # noqa: E402
 from rollout.messages import Composer  # noqa: E402
 from rollout.model import Recipient  # noqa: E402
-from rollout.notify import StoreJournal, campaign_id, notify_brand, outgoing  # noqa: E402
+from rollout.notify import campaign_id, notify_brand, outgoing  # noqa: E402
 from rollout.pins import PinHasher  # noqa: E402
 from rollout.state import StateStore  # noqa: E402
 from rollout.transports import open_transport  # noqa: E402
@@ -206,7 +209,10 @@ def send_raw(port: int, messages: list[OutgoingMessage], connections: int) -> Ti
 
 
 class NullJournal:
-    def sending(self, message: OutgoingMessage) -> None:
+    async def sending(self, message: OutgoingMessage) -> None:
+        pass
+
+    async def flush(self) -> None:
         pass
 
     def finished(self, outcome: Outcome) -> None:
@@ -226,12 +232,17 @@ def breakdown(
     print(f"compose (render + serialise): {t.seconds / n * 1e6:,.0f} µs/message")
 
     state_dir = fresh_state(prepared, work / "journal")
-    with StateStore.in_dir(state_dir) as store, Timer() as t:
-        journal = StoreJournal(store, brand.slug, campaign_id(brand))
-        for m in messages:
-            journal.sending(m)
-            journal.finished(Outcome(m.customer_id, m.message_id, "sent", 1, 250, "250 OK"))
-    print(f"journal (2 SQLite transactions): {t.seconds / n * 1e6:,.0f} µs/message")
+
+    async def journal_alone() -> None:  # one message at a time: no two 'sending' marks together
+        opener = lambda: StateStore.in_dir(state_dir)  # noqa: E731
+        async with StoreJournal(opener, brand.slug, campaign_id(brand)) as journal:
+            for m in messages:
+                await journal.sending(m)
+                journal.finished(Outcome(m.customer_id, m.message_id, "sent", 1, 250, "250 OK"))
+
+    with Timer() as t:
+        asyncio.run(journal_alone())
+    print(f"journal (sending awaited, one at a time): {t.seconds / n * 1e6:,.0f} µs/message")
 
     settings = DeliverySettings(connections=conns)
     with Timer() as t:

@@ -66,7 +66,7 @@ class ListJournal:
         self.events = events if events is not None else []
         self.outcomes: dict[str, Outcome] = {}
 
-    def sending(self, message: OutgoingMessage) -> None:
+    async def sending(self, message: OutgoingMessage) -> None:
         self.events.append(("sending", message.message_id))
 
     def finished(self, outcome: Outcome) -> None:
@@ -76,6 +76,9 @@ class ListJournal:
 
     def released(self, message: OutgoingMessage) -> None:
         self.events.append(("released", message.message_id))
+
+    async def flush(self) -> None:
+        pass
 
     def calls(self, kind: str) -> list[str]:
         return [mid for k, mid in self.events if k == kind]

@@ -1,8 +1,10 @@
 """The notification stage: who is told, in which words, and what the state DB says of each mail.
 
-The state DB is written before each SMTP transaction ('sending') and after its answer ('sent',
-'failed'), so a kill leaves at most the messages in flight as 'unknown': reported, never mailed
-again unless someone asks (`resend --include-unknown`).
+The state DB is written before each SMTP transaction ('sending', committed before the
+transaction begins) and after its answer ('sent', 'failed', committed with the next batch: see
+rollout.journal), so a kill leaves at most the messages in flight, and the outcomes not yet
+committed, as 'unknown': reported, never mailed again unless someone asks
+(`resend --include-unknown`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from rollout.addresses import redact_addresses
 from rollout.brands import Brand
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver
 from rollout.exports import Export
+from rollout.journal import StoreJournal
 from rollout.messages import Composer
 from rollout.model import DeliveryStatus, PinSource, Recipient
 from rollout.shutdown import Interrupted, requested, stop_gracefully
@@ -77,32 +79,6 @@ class NotifySummary:
                 f"{self.brand}: sending stopped after {self.sent} sent: {self.blocked}; "
                 "everyone not yet sent is still pending"
             )
-
-
-class StoreJournal:
-    """Delivery's journal, kept in the state DB."""
-
-    def __init__(self, store: StateStore, brand: str, campaign: str) -> None:
-        self.store, self.brand, self.campaign = store, brand, campaign
-
-    def sending(self, message: OutgoingMessage) -> None:
-        self.store.mark_sending(
-            self.brand, self.campaign, message.customer_id, message.message_id, message.recipient
-        )
-
-    def finished(self, outcome: Outcome) -> None:
-        self.store.mark_finished(
-            self.brand,
-            self.campaign,
-            outcome.customer_id,
-            outcome.status,
-            outcome.code,
-            redact_addresses(outcome.reason),  # the address is in the customer's own row
-            outcome.permanent,
-        )
-
-    def released(self, message: OutgoingMessage) -> None:
-        self.store.release(self.brand, self.campaign, message.customer_id)
 
 
 def outgoing(
@@ -212,8 +188,6 @@ async def _send(
     summary: NotifySummary,
     progress: Callable[[Outcome], None] | None,
 ) -> None:
-    journal = StoreJournal(store, brand.slug, summary.campaign)
-
     def unusable(r: Recipient) -> None:
         with store.transaction():
             store.mark_unreachable(brand.slug, r.customer_id, "bad_email")
@@ -223,8 +197,11 @@ async def _send(
     messages = outgoing(recipients, composer, brand, unusable)
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
     # SIGTERM/SIGINT: take nobody new, let the transactions in flight finish and be recorded.
-    with stop_gracefully(lambda: loop.call_soon_threadsafe(stop.set)):
-        stats = await deliver(messages, transport, journal, settings, progress, stop=stop)
+    # The journal writes on a thread and a connection of its own (rollout.journal).
+    journal = StoreJournal(lambda: StateStore(store.path), brand.slug, summary.campaign)
+    async with journal:
+        with stop_gracefully(lambda: loop.call_soon_threadsafe(stop.set)):
+            stats = await deliver(messages, transport, journal, settings, progress, stop=stop)
     summary.stopped_by = requested()
     summary.sent, summary.failed, summary.retried = stats.sent, stats.failed, stats.retried
     summary.not_attempted, summary.released = stats.not_attempted, stats.released

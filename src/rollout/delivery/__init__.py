@@ -15,7 +15,9 @@ each owning one connection, take them off and send them one at a time. Around th
 Every message taken from the input ends in exactly one of: `finished` sent, `finished` failed,
 `finished` unknown (the connection died, timed out or answered unreadably once the DATA
 command was sent: the server may hold the message), `released` (tried, certainly not accepted:
-back to pending), or not attempted at all. `DeliveryStats` counts each.
+back to pending), or not attempted at all. `DeliveryStats` counts each. The journal's
+`sending` is awaited before each transaction (it returns once the mark is durable); the
+outcomes may be recorded in batches, and `deliver` flushes the journal before it returns.
 
 An unknown outcome is never retried here: only a definite reply (4xx, 421) or a failure before
 DATA is. Mailing an unknown customer again is an operator's decision (`resend
@@ -64,6 +66,6 @@ async def deliver(
 ) -> DeliveryStats:
     """Send every message; return the counts. Setting `stop` halts like a blocked campaign
     (no `blocked` reason). Errors of the input, the journal or `progress` propagate once the
-    transactions in progress have ended."""
+    transactions in progress have ended and the journal is flushed."""
     run = Run(transport, journal, settings or DeliverySettings(), progress)
     return await run.execute(messages, stop)

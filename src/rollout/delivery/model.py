@@ -30,11 +30,17 @@ class Outcome:
 
 
 class Journal(Protocol):
-    """Where each message's fate is recorded (the state DB). Called on the event loop thread:
-    keep it quick. An exception stops the delivery and propagates."""
+    """Where each message's fate is recorded (the state DB). Called on the event loop thread.
 
-    def sending(self, message: OutgoingMessage) -> None:
-        """Right before each SMTP transaction (every attempt): record 'sending'."""
+    Only `sending` is awaited before the transaction: the outcomes may be recorded later, in
+    batches, but all of them by the time `flush` returns. `finished` and `released` must not
+    raise (they are called while delivery halts): a failure to record them is raised by the
+    next `sending` or by `flush`. An exception from either stops the delivery and propagates.
+    """
+
+    async def sending(self, message: OutgoingMessage) -> None:
+        """Right before each SMTP transaction (every attempt): record 'sending', and return
+        only once that is durable."""
 
     def finished(self, outcome: Outcome) -> None:
         """After the server's 250 ('sent'), a 5xx or the last failed attempt ('failed'), or
@@ -43,6 +49,9 @@ class Journal(Protocol):
     def released(self, message: OutgoingMessage) -> None:
         """A message recorded as 'sending' was certainly not accepted and delivery stopped
         before it could be retried: revert it to pending."""
+
+    async def flush(self) -> None:
+        """Return once everything reported so far is durable. Called before `deliver` returns."""
 
 
 @dataclass(frozen=True)

@@ -98,9 +98,13 @@ class Run:
             for helper in helpers:
                 helper.cancel()
             await asyncio.wait(helpers)
-        self.stats.elapsed = time.monotonic() - started
         errors = [t.exception() for t in workers if not t.cancelled()]
         error = next((e for e in (*errors, self._producer_error()) if e is not None), None)
+        try:
+            await self.journal.flush()  # stopped or not: every outcome recorded
+        except Exception as exc:
+            error = error or exc
+        self.stats.elapsed = time.monotonic() - started
         if error is not None:
             raise error
         return self.stats
@@ -220,7 +224,10 @@ class Run:
             return
         message = job.message
         job.attempts += 1
-        self.journal.sending(message)
+        await self.journal.sending(message)  # durable before the server sees anything
+        if self.stopping:  # halted meanwhile: the transaction has not begun
+            self._leave(job)
+            return
         try:
             reply = await connection.send(message.sender, message.recipient, message.data)
         except CampaignBlocked as exc:

@@ -1,0 +1,184 @@
+"""Delivery's journal in the state DB, written by group commit.
+
+Delivery reports each message's fate: 'sending' before every SMTP transaction, the outcome
+('sent', 'failed', 'unknown') after it, 'released' when a stop hands a tried message back.
+Written one by one, each report would cost a commit (on PostgreSQL a round trip as well), and
+that would cap the sending rate. So the reports go through a `GroupCommit`: one thread of its
+own, with its own connection to the state DB, runs them; the reports that arrive while a commit
+is in progress are committed together, in one transaction, as soon as it ends. A report after a
+quiet spell is committed at once, alone: nothing waits for a batch to fill.
+
+- 'sending' is awaited: a worker starts its SMTP transaction only once its mark is committed.
+  A crash after the server took the message therefore leaves it 'sending', which the next run
+  reports as 'unknown'; it is never mailed again unless someone asks.
+- Outcomes and releases are not awaited: they go out with the next commit, and `flush()`, which
+  `deliver` calls before it returns (stopped or not), commits whatever is left. A crash (kill,
+  power loss) loses at most the outcomes not yet committed: those customers stay 'sending' and
+  the next run reports them 'unknown'. That is conservative: nobody is mailed twice, a few are
+  left for an operator (`resend --include-unknown`).
+- A commit that fails (disk full, DB gone) fails the reports in it and all later ones: the next
+  `sending()` or `flush()` raises its error, so delivery stops and the error propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from rollout.addresses import redact_addresses
+from rollout.delivery import Outcome, OutgoingMessage
+from rollout.state import StateStore
+
+Write = Callable[[StateStore], object]
+
+
+class GroupCommit:
+    """Runs writes on one thread with one connection, each batch of them in one transaction.
+
+    `open_store` is called on that thread; the store is closed there by `close()`. Use from one
+    event loop.
+    """
+
+    def __init__(self, open_store: Callable[[], StateStore], max_batch: int | None = None) -> None:
+        self.open_store, self.max_batch = open_store, max_batch  # max_batch=1: no grouping
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="state-writer")
+        self.store: StateStore | None = None
+        self.queue: list[tuple[Write, asyncio.Future[None] | None]] = []
+        self.committing: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
+        self.commits = 0  # transactions committed (counted on the writer thread)
+        self.writes = 0  # writes in them
+
+    async def start(self) -> None:
+        try:
+            self.store = await self._on_thread(self.open_store)
+        except BaseException:
+            self.thread.shutdown(wait=False)
+            raise
+
+    def write(self, write: Write) -> None:
+        """Commit `write` soon, with whatever else comes; never raises (see `flush`)."""
+        if self.error is None:
+            self.queue.append((write, None))
+            # Not at once: a worker that reports an outcome usually marks its next message
+            # 'sending' before the loop comes round again, and both go in one commit.
+            asyncio.get_running_loop().call_soon(self._next)
+
+    async def write_now(self, write: Write) -> None:
+        """Commit `write`, with whatever else comes, and return once it is committed."""
+        if self.error is not None:
+            raise self.error
+        committed = asyncio.get_running_loop().create_future()
+        self.queue.append((write, committed))
+        self._next()
+        await committed
+
+    async def flush(self) -> None:
+        """Return once every write so far is committed; raise the error of one that failed."""
+        while True:
+            self._next()
+            if self.committing is None:
+                break
+            await asyncio.wait({self.committing})  # not `await`: a cancelled flush leaves it be
+        if self.error is not None:
+            raise self.error
+
+    async def close(self) -> None:
+        """Flush, then close the connection and end the thread."""
+        try:
+            await self.flush()
+        finally:
+            store, self.store = self.store, None
+            if store is not None:
+                await self._on_thread(store.close)
+            self.thread.shutdown(wait=False)
+
+    def _next(self) -> None:
+        if self.committing is not None or not self.queue:
+            return
+        size = len(self.queue) if self.max_batch is None else self.max_batch
+        batch, self.queue = self.queue[:size], self.queue[size:]
+        writes = [write for write, _ in batch]
+        waiting = [committed for _, committed in batch if committed is not None]
+        loop = asyncio.get_running_loop()
+        self.committing = loop.run_in_executor(self.thread, partial(self._commit, writes))
+        self.committing.add_done_callback(partial(self._committed, waiting))
+
+    def _commit(self, writes: list[Write]) -> None:  # on the writer thread
+        store = self.store
+        if store is None:
+            raise RuntimeError("GroupCommit used before start() or after close()")
+        with store.transaction():
+            for write in writes:
+                write(store)
+        self.commits += 1
+        self.writes += len(writes)
+
+    def _committed(self, waiting: list[asyncio.Future[None]], done: asyncio.Future[None]) -> None:
+        self.committing = None
+        error = asyncio.CancelledError() if done.cancelled() else done.exception()
+        if error is not None and self.error is None:
+            self.error = error
+        for committed in waiting:
+            if committed.done():  # its waiter was cancelled
+                continue
+            if error is None:
+                committed.set_result(None)
+            else:
+                committed.set_exception(error)
+        if self.error is None:
+            self._next()
+            return
+        for _, awaited in self.queue:  # never to be committed
+            if awaited is not None and not awaited.done():
+                awaited.set_exception(self.error)
+        self.queue.clear()
+
+    async def _on_thread(self, call: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.thread, call)
+
+
+class StoreJournal:
+    """Delivery's journal in the state DB, via group commit. `async with` opens and closes its
+    connection (from `open_store`, on the writer thread); `deliver` flushes it before it returns.
+    """
+
+    def __init__(
+        self,
+        open_store: Callable[[], StateStore],
+        brand: str,
+        campaign: str,
+        max_batch: int | None = None,
+    ) -> None:
+        self.writer = GroupCommit(open_store, max_batch)
+        self.brand, self.campaign = brand, campaign
+
+    async def __aenter__(self) -> StoreJournal:
+        await self.writer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.writer.close()
+
+    async def sending(self, message: OutgoingMessage) -> None:
+        key, m = (self.brand, self.campaign), message
+        await self.writer.write_now(
+            lambda s: s.mark_sending(*key, m.customer_id, m.message_id, m.recipient)
+        )
+
+    def finished(self, outcome: Outcome) -> None:
+        key, o = (self.brand, self.campaign), outcome
+        reason = redact_addresses(o.reason)  # the address is in the customer's own row
+        self.writer.write(
+            lambda s: s.mark_finished(*key, o.customer_id, o.status, o.code, reason, o.permanent)
+        )
+
+    def released(self, message: OutgoingMessage) -> None:
+        key, customer_id = (self.brand, self.campaign), message.customer_id
+        self.writer.write(lambda s: s.release(*key, customer_id))
+
+    async def flush(self) -> None:
+        await self.writer.flush()

@@ -1,0 +1,198 @@
+"""The journal's group commit against a real SMTP server and a real state DB: fewer commits
+than marks, 'sending' committed before the server sees the message, a failed commit stops."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_delivery import outgoing
+from test_notify import notify, prepared_state
+
+from rollout.brands import load_brand
+from rollout.delivery import DeliverySettings, DeliveryStats, deliver
+from rollout.journal import StoreJournal
+from rollout.notify import campaign_id
+from rollout.state import StateStore
+from rollout.transports import open_transport
+from smtp_server import Received, SmtpTestServer
+
+BRAND, CAMPAIGN = "congstar", "legi-pin-congstar-20260701"
+
+
+class CountingStore(StateStore):
+    """The real state store; it counts the transactions it committed and the marks in them."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.commits = 0
+        self.marks = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with super().transaction() as db:
+            yield db
+        self.commits += 1
+
+    def mark_sending(self, *args: str) -> None:
+        self.marks += 1
+        super().mark_sending(*args)
+
+    def mark_finished(self, *args: object) -> None:
+        self.marks += 1
+        super().mark_finished(*args)  # type: ignore[arg-type]
+
+    def release(self, *args: str) -> None:
+        self.marks += 1
+        super().release(*args)
+
+
+@dataclass
+class Journalled:
+    stats: DeliveryStats
+    store: CountingStore  # the journal's own, opened on its thread
+    at_return: Counter[str]  # the statuses in the DB as deliver returned
+
+
+def send_journalled(
+    url: str, path: Path, n: int, connections: int, max_batch: int | None = None
+) -> Journalled:
+    opened: list[CountingStore] = []
+
+    def open_store() -> CountingStore:
+        opened.append(CountingStore(path))
+        return opened[-1]
+
+    async def run() -> tuple[DeliveryStats, Counter[str]]:
+        settings = DeliverySettings(connections=connections)
+        async with StoreJournal(open_store, BRAND, CAMPAIGN, max_batch) as journal:
+            stats = await deliver(outgoing(n), open_transport(url), journal, settings)
+            return stats, statuses(path)
+
+    stats, at_return = asyncio.run(run())
+    (store,) = opened  # one connection
+    return Journalled(stats, store, at_return)
+
+
+def statuses(path: Path) -> Counter[str]:
+    with StateStore(path, read_only=True) as store:
+        return Counter(d.status for d in store.deliveries(BRAND, CAMPAIGN))
+
+
+@contextmanager
+def another_writer(path: Path) -> Iterator[None]:
+    """Another connection takes SQLite's write lock every 50 ms for 20 ms, so the
+    journal's commits wait for it (as they would for a slow disk or a distant server)."""
+    stop = threading.Event()
+
+    def hold() -> None:
+        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        while not stop.is_set():
+            db.execute("BEGIN IMMEDIATE")
+            stop.wait(0.02)
+            db.execute("COMMIT")
+            time.sleep(0.03)
+        db.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_marks_that_meet_share_a_commit_and_everyone_is_sent_once(tmp_path: Path) -> None:
+    path, n = tmp_path / "state.sqlite3", 400
+    StateStore(path).close()
+    with SmtpTestServer() as server, another_writer(path):  # commits take their time
+        run = send_journalled(server.url, path, n, connections=8)
+        received = server.received
+
+    assert run.stats.sent == n
+    assert run.store.marks == 2 * n  # 'sending' and 'sent' for each
+    assert 0 < run.store.commits < run.store.marks  # marks that met were committed together
+    # Every customer was taken by the server once, and the DB says 'sent' for each as soon as
+    # deliver returned: it flushed the outcomes first.
+    assert Counter(r.message_id for r in received) == {m.message_id: 1 for m in outgoing(n)}
+    assert run.at_return == Counter({"sent": n})
+
+
+def test_deliver_returns_once_every_outcome_is_committed(tmp_path: Path) -> None:
+    path, n = tmp_path / "state.sqlite3", 20
+    StateStore(path).close()
+    last = list(outgoing(n))[-1].message_id
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def hold_the_lock(received: Received) -> None:  # the last message's 'sent' has to wait
+        if received.message_id == last:
+            other.execute("BEGIN IMMEDIATE")
+            threading.Timer(0.3, other.execute, ["COMMIT"]).start()
+
+    with SmtpTestServer(on_receive=hold_the_lock) as server:
+        run = send_journalled(server.url, path, n, connections=1)
+    other.close()
+    assert run.at_return == Counter({"sent": n})
+
+
+def test_one_commit_per_mark_without_grouping(tmp_path: Path) -> None:
+    """The counting itself is right: with batches of one, commits and marks agree."""
+    path, n = tmp_path / "state.sqlite3", 50
+    StateStore(path).close()
+    with SmtpTestServer() as server:
+        run = send_journalled(server.url, path, n, connections=4, max_batch=1)
+    assert run.stats.sent == n
+    assert run.store.commits == run.store.marks == 2 * n
+    assert run.at_return == Counter({"sent": n})
+
+
+def test_sending_is_committed_before_the_server_sees_the_message(tmp_path: Path) -> None:
+    store = prepared_state(tmp_path)
+    seen: list[str | None] = []
+
+    def look_up(received: Received) -> None:  # in the server's thread, before its 250
+        with StateStore(store.path, read_only=True) as reader:  # another connection
+            row = reader.db.execute(
+                "SELECT status FROM deliveries WHERE message_id = ?", (received.message_id,)
+            ).fetchone()
+        seen.append(row[0] if row else None)
+
+    with SmtpTestServer(on_receive=look_up) as server, another_writer(store.path):
+        summary = notify(store, server.url, settings=DeliverySettings(connections=6), limit=120)
+    assert summary.sent == len(seen) == 120  # type: ignore[attr-defined]
+    assert Counter(seen) == Counter({"sending": 120})  # committed: another connection sees it
+    campaign = campaign_id(load_brand("jamobil"))
+    assert Counter(d.status for d in store.deliveries("jamobil", campaign)) == {"sent": 120}
+
+
+def test_a_failed_commit_stops_delivery_and_propagates(tmp_path: Path) -> None:
+    path, n = tmp_path / "state.sqlite3", 300
+    StateStore(path).close()
+    with sqlite3.connect(path) as db:  # the DB refuses the 20th outcome, as a full disk would
+        db.execute(
+            """
+            CREATE TRIGGER refuse BEFORE UPDATE ON deliveries
+            WHEN NEW.status = 'sent' AND (SELECT count(*) FROM deliveries
+                                          WHERE status = 'sent') >= 19
+            BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END
+            """
+        )
+    with SmtpTestServer() as server, pytest.raises(sqlite3.Error, match="disk is full"):
+        send_journalled(server.url, path, n, connections=4)
+    accepted = server.accepted
+    assert accepted < n  # it stopped
+    found = statuses(path)
+    # The failed commit took the outcomes with it that it held. What the server took is 'sent'
+    # or still 'sending' (reported 'unknown' next time): none of it is pending again, so none
+    # of it is mailed twice.
+    assert 0 < found["sent"] <= 19 and found["sent"] + found["sending"] >= accepted
+    assert set(found) <= {"sent", "sending"}
