@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 from test_delivery import outgoing
 from test_notify import notify, prepared_state
 
@@ -22,6 +24,7 @@ from rollout.delivery import DeliverySettings, DeliveryStats, deliver
 from rollout.journal import StoreJournal
 from rollout.notify import campaign_id
 from rollout.state import StateStore
+from rollout.state.connect import sqlite_path
 from rollout.transports import open_transport
 from smtp_server import Received, SmtpTestServer
 
@@ -31,13 +34,13 @@ BRAND, CAMPAIGN = "congstar", "legi-pin-congstar-20260701"
 class CountingStore(StateStore):
     """The real state store; it counts the transactions it committed and the marks in them."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
         self.commits = 0
         self.marks = 0
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         with super().transaction() as db:
             yield db
         self.commits += 1
@@ -63,34 +66,39 @@ class Journalled:
 
 
 def send_journalled(
-    url: str, path: Path, n: int, connections: int, max_batch: int | None = None
+    url: str, state: str, n: int, connections: int, max_batch: int | None = None
 ) -> Journalled:
     opened: list[CountingStore] = []
 
     def open_store() -> CountingStore:
-        opened.append(CountingStore(path))
+        opened.append(CountingStore(state))
         return opened[-1]
 
     async def run() -> tuple[DeliveryStats, Counter[str]]:
         settings = DeliverySettings(connections=connections)
         async with StoreJournal(open_store, BRAND, CAMPAIGN, max_batch) as journal:
             stats = await deliver(outgoing(n), open_transport(url), journal, settings)
-            return stats, statuses(path)
+            return stats, statuses(state)
 
     stats, at_return = asyncio.run(run())
     (store,) = opened  # one connection
     return Journalled(stats, store, at_return)
 
 
-def statuses(path: Path) -> Counter[str]:
-    with StateStore(path, read_only=True) as store:
+def statuses(state: str) -> Counter[str]:
+    with StateStore(state, read_only=True) as store:
         return Counter(d.status for d in store.deliveries(BRAND, CAMPAIGN))
 
 
 @contextmanager
-def another_writer(path: Path) -> Iterator[None]:
-    """Another connection takes SQLite's write lock every 50 ms for 20 ms, so the
-    journal's commits wait for it (as they would for a slow disk or a distant server)."""
+def another_writer(state: str) -> Iterator[None]:
+    """On SQLite, another connection takes the write lock every 50 ms for 20 ms, so the
+    journal's commits wait for it (as they would for a slow disk). PostgreSQL's commits are a
+    round trip to the server already."""
+    path = sqlite_path(state)
+    if path is None:
+        yield
+        return
     stop = threading.Event()
 
     def hold() -> None:
@@ -111,11 +119,11 @@ def another_writer(path: Path) -> Iterator[None]:
         thread.join()
 
 
-def test_marks_that_meet_share_a_commit_and_everyone_is_sent_once(tmp_path: Path) -> None:
-    path, n = tmp_path / "state.sqlite3", 400
-    StateStore(path).close()
-    with SmtpTestServer() as server, another_writer(path):  # commits take their time
-        run = send_journalled(server.url, path, n, connections=8)
+def test_marks_that_meet_share_a_commit_and_everyone_is_sent_once(state_url: str) -> None:
+    n = 400
+    StateStore(state_url).close()
+    with SmtpTestServer() as server, another_writer(state_url):  # commits take their time
+        run = send_journalled(server.url, state_url, n, connections=8)
         received = server.received
 
     assert run.stats.sent == n
@@ -129,7 +137,8 @@ def test_marks_that_meet_share_a_commit_and_everyone_is_sent_once(tmp_path: Path
 
 def test_deliver_returns_once_every_outcome_is_committed(tmp_path: Path) -> None:
     path, n = tmp_path / "state.sqlite3", 20
-    StateStore(path).close()
+    state = f"sqlite:///{path}"
+    StateStore(state).close()
     last = list(outgoing(n))[-1].message_id
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
@@ -139,34 +148,38 @@ def test_deliver_returns_once_every_outcome_is_committed(tmp_path: Path) -> None
             threading.Timer(0.3, other.execute, ["COMMIT"]).start()
 
     with SmtpTestServer(on_receive=hold_the_lock) as server:
-        run = send_journalled(server.url, path, n, connections=1)
+        run = send_journalled(server.url, state, n, connections=1)
     other.close()
     assert run.at_return == Counter({"sent": n})
 
 
-def test_one_commit_per_mark_without_grouping(tmp_path: Path) -> None:
+def test_one_commit_per_mark_without_grouping(state_url: str) -> None:
     """The counting itself is right: with batches of one, commits and marks agree."""
-    path, n = tmp_path / "state.sqlite3", 50
-    StateStore(path).close()
+    n = 50
+    StateStore(state_url).close()
     with SmtpTestServer() as server:
-        run = send_journalled(server.url, path, n, connections=4, max_batch=1)
+        run = send_journalled(server.url, state_url, n, connections=4, max_batch=1)
     assert run.stats.sent == n
     assert run.store.commits == run.store.marks == 2 * n
     assert run.at_return == Counter({"sent": n})
 
 
-def test_sending_is_committed_before_the_server_sees_the_message(tmp_path: Path) -> None:
-    store = prepared_state(tmp_path)
+def test_sending_is_committed_before_the_server_sees_the_message(
+    tmp_path: Path, state_url: str
+) -> None:
+    url = None if state_url.startswith("sqlite") else state_url
+    store = prepared_state(tmp_path, url=url)
     seen: list[str | None] = []
 
     def look_up(received: Received) -> None:  # in the server's thread, before its 250
-        with StateStore(store.path, read_only=True) as reader:  # another connection
+        with StateStore(store.url, read_only=True) as reader:  # another connection
             row = reader.db.execute(
-                "SELECT status FROM deliveries WHERE message_id = ?", (received.message_id,)
-            ).fetchone()
+                text("SELECT status FROM deliveries WHERE message_id = :m"),
+                {"m": received.message_id},
+            ).first()
         seen.append(row[0] if row else None)
 
-    with SmtpTestServer(on_receive=look_up) as server, another_writer(store.path):
+    with SmtpTestServer(on_receive=look_up) as server, another_writer(store.url):
         summary = notify(store, server.url, settings=DeliverySettings(connections=6), limit=120)
     assert summary.sent == len(seen) == 120  # type: ignore[attr-defined]
     assert Counter(seen) == Counter({"sending": 120})  # committed: another connection sees it
@@ -176,7 +189,8 @@ def test_sending_is_committed_before_the_server_sees_the_message(tmp_path: Path)
 
 def test_a_failed_commit_stops_delivery_and_propagates(tmp_path: Path) -> None:
     path, n = tmp_path / "state.sqlite3", 300
-    StateStore(path).close()
+    state = f"sqlite:///{path}"
+    StateStore(state).close()
     with sqlite3.connect(path) as db:  # the DB refuses the 20th outcome, as a full disk would
         db.execute(
             """
@@ -186,11 +200,11 @@ def test_a_failed_commit_stops_delivery_and_propagates(tmp_path: Path) -> None:
             BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END
             """
         )
-    with SmtpTestServer() as server, pytest.raises(sqlite3.Error, match="disk is full"):
-        send_journalled(server.url, path, n, connections=4)
+    with SmtpTestServer() as server, pytest.raises(DBAPIError, match="disk is full"):
+        send_journalled(server.url, state, n, connections=4)
     accepted = server.accepted
     assert accepted < n  # it stopped
-    found = statuses(path)
+    found = statuses(state)
     # The failed commit took the outcomes with it that it held. What the server took is 'sent'
     # or still 'sending' (reported 'unknown' next time): none of it is pending again, so none
     # of it is mailed twice.

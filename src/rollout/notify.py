@@ -198,7 +198,7 @@ async def _send(
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
     # SIGTERM/SIGINT: take nobody new, let the transactions in flight finish and be recorded.
     # The journal writes on a thread and a connection of its own (rollout.journal).
-    journal = StoreJournal(lambda: StateStore(store.path), brand.slug, summary.campaign)
+    journal = StoreJournal(lambda: StateStore(store.url), brand.slug, summary.campaign)
     async with journal:
         with stop_gracefully(lambda: loop.call_soon_threadsafe(stop.set)):
             stats = await deliver(messages, transport, journal, settings, progress, stop=stop)
