@@ -139,6 +139,15 @@ def state_of(state_dir: Path, env: Mapping[str, str]) -> StateStore | None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def state_backend(request: pytest.FixtureRequest) -> str | None:
+    """On each backend: None (the SQLite file in the state dir, the default) or the URL of a
+    fresh PostgreSQL database (a test passes it as `url=` / --state-url)."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("fresh_postgres_db"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The state DB of one test, on each backend: a SQLite file, or a fresh PostgreSQL DB."""
     if request.param == "sqlite":

@@ -60,9 +60,10 @@ def send(store: StateStore, brand: str, customer_id: str, address: str) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
+def store(state_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
+    """On SQLite and on PostgreSQL."""
     monkeypatch.setattr(state.schema, "now", lambda: SENT_AT)
-    with StateStore.in_dir(tmp_path / "state") as s:
+    with StateStore(state_url) as s:
         for brand, cid, address in PEOPLE:
             record = CustomerRecord(
                 cid, "$argon2id$h", PinSource.GENERATED, "M", "M", address, None
@@ -364,6 +365,7 @@ def test_dry_run_json_classifies_and_matches_without_changes_or_prefect(
     (inbox / "6-junk.eml").write_bytes(b"Subject: hello\n\nnothing to see\n")
     before = {b: store.deliveries(b, CAMPAIGN) for b in ("congstar", "jamobil")}
     args = ["bounces", str(inbox), "--dry-run", "--json", "--state-dir", str(tmp_path / "state")]
+    args += ["--state-url", store.url]
     done = subprocess.run(
         [sys.executable, "-c", NO_PREFECT_PROBE, *args],
         capture_output=True,
@@ -437,8 +439,8 @@ def test_clearing_sender_problems_from_the_command(
     from flows.cli import main
 
     store.add_mark("congstar", CAMPAIGN, "1", "sender_problem", "auth 5.7.26")
-    state_dir = str(tmp_path / "state")
-    assert main(["bounces", "--clear-sender-problems", "--state-dir", state_dir]) == 0
+    state = ["--state-dir", str(tmp_path / "state"), "--state-url", store.url]
+    assert main(["bounces", "--clear-sender-problems", *state]) == 0
     assert "congstar: 1 sender problems cleared" in capsys.readouterr().out
     assert not store.has_mark("congstar", "1", "sender_problem")
     typo = str(tmp_path / "stat")

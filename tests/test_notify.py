@@ -64,8 +64,10 @@ def notify(store: StateStore, url: str, brand: str = "jamobil", **kw: object) ->
     )
 
 
-def test_everyone_ends_accepted_once_or_failed_with_the_servers_words(tmp_path: Path) -> None:
-    store = prepared_state(tmp_path)
+def test_everyone_ends_accepted_once_or_failed_with_the_servers_words(
+    tmp_path: Path, state_backend: str | None
+) -> None:
+    store = prepared_state(tmp_path, url=state_backend)
     people = reachable(store, "jamobil")
     refused = sorted(people.values())[:3]
     faults = [
@@ -112,8 +114,8 @@ def test_messages_on_the_wire_are_proper_mails_with_escaped_names(tmp_path: Path
     assert "<script" not in html.lower()
 
 
-def test_a_second_notify_sends_nothing(tmp_path: Path) -> None:
-    store = prepared_state(tmp_path)
+def test_a_second_notify_sends_nothing(tmp_path: Path, state_backend: str | None) -> None:
+    store = prepared_state(tmp_path, url=state_backend)
     with SmtpTestServer() as server:
         notify(store, server.url)
         first = server.accepted
@@ -122,8 +124,10 @@ def test_a_second_notify_sends_nothing(tmp_path: Path) -> None:
     assert again.sent == 0  # type: ignore[attr-defined]
 
 
-def test_waves_split_the_brand_without_overlap_or_gap(tmp_path: Path) -> None:
-    store = prepared_state(tmp_path)
+def test_waves_split_the_brand_without_overlap_or_gap(
+    tmp_path: Path, state_backend: str | None
+) -> None:
+    store = prepared_state(tmp_path, url=state_backend)
     people = reachable(store, "jamobil")
     waves: list[set[str]] = []
     with SmtpTestServer() as server:
@@ -139,10 +143,10 @@ def test_waves_split_the_brand_without_overlap_or_gap(tmp_path: Path) -> None:
 
 
 def test_a_lost_reply_is_unknown_and_only_resend_include_unknown_mails_again(
-    tmp_path: Path,
+    tmp_path: Path, state_backend: str | None
 ) -> None:
     """The server kept the mail but its 250 never came: 'unknown', not silently retried."""
-    store = prepared_state(tmp_path)
+    store = prepared_state(tmp_path, url=state_backend)
     people = reachable(store, "jamobil")
     victim = sorted(people.values())[0]
     campaign = campaign_id(load_brand("jamobil"))
@@ -164,8 +168,10 @@ def test_a_lost_reply_is_unknown_and_only_resend_include_unknown_mails_again(
     assert len(server.received) == len(people) + 1
 
 
-def test_a_blocked_campaign_stops_and_leaves_the_rest_pending(tmp_path: Path) -> None:
-    store = prepared_state(tmp_path)
+def test_a_blocked_campaign_stops_and_leaves_the_rest_pending(
+    tmp_path: Path, state_backend: str | None
+) -> None:
+    store = prepared_state(tmp_path, url=state_backend)
     people = reachable(store, "jamobil")
     with SmtpTestServer(faults=[reject(at="MAIL", reply="554 5.7.1 Sender blocked")]) as server:
         summary = notify(store, server.url)
@@ -175,8 +181,10 @@ def test_a_blocked_campaign_stops_and_leaves_the_rest_pending(tmp_path: Path) ->
     assert store.pending_count("jamobil", campaign) == len(people)
 
 
-def test_resend_reaches_exactly_the_failed_and_bounced(tmp_path: Path) -> None:
-    store = prepared_state(tmp_path)
+def test_resend_reaches_exactly_the_failed_and_bounced(
+    tmp_path: Path, state_backend: str | None
+) -> None:
+    store = prepared_state(tmp_path, url=state_backend)
     people = reachable(store, "jamobil")
     by_address = {a: cid for cid, a in people.items()}
     gone, full, hard, soft = sorted(people.values())[:4]
@@ -204,8 +212,10 @@ def test_resend_reaches_exactly_the_failed_and_bounced(tmp_path: Path) -> None:
     assert {r.message_id for r in again} <= set(first_ids.values())  # the same Message-IDs
 
 
-def test_resend_does_not_retry_a_permanent_failure_at_the_same_address(tmp_path: Path) -> None:
-    store = prepared_state(tmp_path)
+def test_resend_does_not_retry_a_permanent_failure_at_the_same_address(
+    tmp_path: Path, state_backend: str | None
+) -> None:
+    store = prepared_state(tmp_path, url=state_backend)
     gone = sorted(reachable(store, "jamobil").values())[0]
     with SmtpTestServer(faults=[reject([gone])]) as server:
         notify(store, server.url)
@@ -226,9 +236,10 @@ def test_the_deadline_guard() -> None:
 
 
 def test_a_kill_mid_send_then_notify_again_mails_nobody_twice(
-    tmp_path: Path, child_env: dict[str, str]
+    tmp_path: Path, backend_env: dict[str, str]
 ) -> None:
-    store = prepared_state(tmp_path)
+    child_env, url = backend_env, backend_env.get("ROLLOUT_STATE_URL")
+    store = prepared_state(tmp_path, url=url)
     people = reachable(store, "jamobil")
     store.close()
     args = ["notify", "--brand", "jamobil", "--state-dir", str(tmp_path), "--after-deadline"]
@@ -257,23 +268,23 @@ def test_a_kill_mid_send_then_notify_again_mails_nobody_twice(
         received = server.received
     assert 40 <= at_kill < len(people)
     assert Counter(Counter(r.message_id for r in received).values()) == {1: len(received)}
-    with StateStore.in_dir(tmp_path) as s:
+    with StateStore.in_dir(tmp_path, url=url) as s:
         statuses = Counter(
             d.status for d in s.deliveries("jamobil", campaign_id(load_brand("jamobil")))
         )
+        unrecorded = _accepted_but_unrecorded(received, s)
     # whatever was in flight at the kill is 'unknown': reported (exit 1), not sent again
     assert statuses["sent"] + statuses["unknown"] == len(people)
-    assert statuses["sent"] == len(received) - _accepted_but_unrecorded(received, s_path=tmp_path)
+    assert statuses["sent"] == len(received) - unrecorded
     assert rerun.returncode == (1 if statuses["unknown"] else 0), rerun.stderr
 
 
-def _accepted_but_unrecorded(received: list[object], s_path: Path) -> int:
+def _accepted_but_unrecorded(received: list[object], s: StateStore) -> int:
     """Mails the server took whose 250 the killed run never recorded: they are 'unknown'."""
-    with StateStore.in_dir(s_path) as s:
-        unknown = {
-            d.message_id
-            for d in s.deliveries("jamobil", campaign_id(load_brand("jamobil")), ["unknown"])
-        }
+    unknown = {
+        d.message_id
+        for d in s.deliveries("jamobil", campaign_id(load_brand("jamobil")), ["unknown"])
+    }
     return sum(r.message_id in unknown for r in received)  # type: ignore[attr-defined]
 
 
