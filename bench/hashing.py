@@ -52,7 +52,7 @@ from _common import (
     section,
 )
 
-from pg_server import PgServer, find_bindir
+from pg_server import PgServer, PgServerError, find_bindir
 from rollout.assign import assign_pins, local_hash_map
 from rollout.brands import load_brand
 from rollout.exports import export_path, open_export
@@ -179,6 +179,19 @@ def _cpu_by_pid(server: PgServer) -> dict[int, float]:
             continue
         seen[proc.pid] = cpu.user + cpu.system
     return seen
+
+
+def stop_quietly(server: PgServer) -> None:
+    """Stop the server; if that fails, say so rather than lose the figures measured by then.
+
+    Something on a shared machine may sweep /tmp and delete the server's temp dir while it
+    runs (seen once): `pg_ctl stop` then fails, and the postmaster, its pid file gone, shuts
+    itself down.
+    """
+    try:
+        server.stop()
+    except (OSError, PgServerError) as error:
+        print(f"note: stopping the PostgreSQL server failed: {error!r}", flush=True)
 
 
 @dataclass
@@ -363,7 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for backend in backends:
             if backend.name == "postgresql":
                 started = time.perf_counter()
-                backend.server = stack.enter_context(PgServer(durable=True))
+                backend.server = PgServer(durable=True)
+                backend.server.start()
+                stack.callback(stop_quietly, backend.server)
                 print(
                     f"PostgreSQL from {backend.server.bindir}, durable (fsync on), up in "
                     f"{time.perf_counter() - started:.1f} s; a fresh database per stage run"
