@@ -11,7 +11,9 @@ Measures, all with the same argon2id parameters (default `HashParams()`: OWASP t
    threads=cores)` on a synthetic export of N customers of whom nobody has a hash yet, once per
    state backend and round: SQLite (a file in the stage's state dir) and PostgreSQL (a fresh
    database on a throw-away durable server, `tools/pg_server.py`, fsync on as on a real one);
-   the time spent in state DB calls is shown per call;
+   the time spent in state DB calls is shown per call, and the share of threads x wall the
+   hashing threads spent inside argon2 (what the rest of the stage leaves to hashing; a
+   preempted thread still counts as hashing, so it hardly depends on the machine's load);
 3. new_pin_hashes: the batch function alone on N customers, `threads=cores`;
 4. balanced (diagnostic): the same N PINs spread over the threads a few at a time from a shared
    queue instead of one fixed contiguous slice per thread, to show what static slicing costs
@@ -87,6 +89,13 @@ class TracingHasher(PinHasher):
             return wall
         first_start = min(start for _, start, _ in self.calls) - t0
         return first_start + (wall - (max(end for _, _, end in self.calls) - t0))
+
+    def inside(self, wall: float, threads: int) -> float:
+        """The share of threads x wall spent inside `hash`: what the rest of the stage leaves
+        to hashing. A thread the OS preempts mid-hash still counts as hashing, so, unlike the
+        rates, this hardly depends on what else the machine runs."""
+        busy = sum(end - start for _, start, end in self.calls)
+        return busy / (threads * wall) if wall > 0 else 0.0
 
     def report(self, t0: float, wall: float, threads: int) -> str:
         """When each thread ended its last hash, and the time spent outside hashing."""
@@ -222,6 +231,7 @@ class StageRun:
     db_breakdown: str
     server_cpu: float | None
     outside: float
+    inside: float  # share of threads x wall inside argon2 (TracingHasher.inside)
 
 
 def stage_run(
@@ -261,14 +271,16 @@ def stage_run(
     if backend.server is not None:
         server_cpu = sum(cpu - cpu_before.get(pid, 0.0) for pid, cpu in cpu_after.items())
     outside = hasher.outside(t0, t.seconds)
+    inside = hasher.inside(t.seconds, threads)
     print(hasher.report(t0, t.seconds, threads))
+    print(f"the threads spent {inside:.1%} of {threads} x wall inside argon2")
     print(store.breakdown())
     if server_cpu is not None:
         print(
             f"PostgreSQL server processes: {server_cpu:.2f} s CPU "
             f"= {server_cpu / t.seconds:.2f} cores over the stage"
         )
-    return StageRun(t, store.total, store.breakdown(), server_cpu, outside)
+    return StageRun(t, store.total, store.breakdown(), server_cpu, outside, inside)
 
 
 def customers(n: int) -> list[tuple[str, date | None]]:
@@ -482,6 +494,7 @@ def side_by_side(stages: dict[str, Runs], ideal: float) -> None:
         ),
         ("wall of the best run (s)", cells(lambda _, s: f"{s.timer.seconds:.2f}")),
         ("  outside hashing (s)", cells(lambda _, s: f"{s.outside:.2f}")),
+        ("  threads inside argon2", cells(lambda _, s: f"{s.inside:.1%}")),
         ("  in state DB calls (s)", cells(lambda _, s: f"{s.db_seconds:.2f}")),
         (
             "  DB server CPU (s)",
