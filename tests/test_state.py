@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from pg_server import PgServer
 from rollout.model import PinSource
 from rollout.state import CustomerRecord, Reject, StateStore
-from rollout.state.connect import StateUrlError
+from rollout.state.connect import StateUrlError, has_tables
 
 
 def customer(
@@ -180,3 +180,32 @@ def test_the_state_password_comes_from_the_environment_never_from_the_url(
 def test_a_state_url_the_rollout_cannot_use_is_refused_in_one_line(url: str) -> None:
     with pytest.raises(StateUrlError, match=r"^state URL"):
         StateStore(url)
+
+
+# --- through the command ------------------------------------------------------------------
+
+
+def test_state_url_problems_are_one_line_and_never_show_the_password(
+    tmp_path: Path,
+    fresh_postgres_db: str,
+    postgres_server: PgServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from flows.cli import main
+
+    state = ["--state-dir", str(tmp_path)]
+    secret = postgres_server.password
+    with_password = fresh_postgres_db.replace("@", f":{secret}@", 1)
+    assert main(["status", *state, "--state-url", with_password]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "--state-url" in said and secret not in said
+    # A server that is not there: the environment failed (4), in one line naming the URL.
+    gone = "postgresql://rollout@127.0.0.1:1/rollout"
+    assert main(["status", *state, "--state-url", gone]) == 4
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "state DB postgresql://rollout@127.0.0.1:1/rollout" in said
+    # A database where nothing has run: status says so and creates nothing.
+    assert main(["status", *state, "--state-url", fresh_postgres_db]) == 2
+    assert "nothing has run there yet" in capsys.readouterr().err
+    with StateStore(fresh_postgres_db, read_only=True) as view:
+        assert not has_tables(view.db)
