@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,12 +43,14 @@ def holder(
     state_dir: Path, prefix: Sequence[str] = (), brand: str = "congstar"
 ) -> Iterator[subprocess.Popen[str]]:
     """Another process (as a `notify` would) that holds `brand`'s lock until it is killed."""
-    child = subprocess.Popen(
-        [*prefix, sys.executable, "-c", HOLD, str(state_dir), brand],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    with holding([*prefix, sys.executable, "-c", HOLD, str(state_dir), brand]) as child:
+        yield child
+
+
+@contextmanager
+def holding(command: Sequence[str]) -> Iterator[subprocess.Popen[str]]:
+    """Run `command`, which says "held" once it holds a lock; kill it at the end."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert child.stdout is not None and child.stdout.readline() == "held\n"
         yield child
@@ -108,21 +110,9 @@ with brand_lock(Path("."), sys.argv[2], "notify", url=sys.argv[1], shared=sys.ar
 """
 
 
-@contextmanager
-def holder_on_postgresql(url: str, mode: str) -> Iterator[subprocess.Popen[str]]:
+def holder_on_postgresql(url: str, mode: str) -> AbstractContextManager[subprocess.Popen[str]]:
     """Another process holding congstar's lock in a PostgreSQL DB until it is killed."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLD_ON_POSTGRESQL, url, "congstar", mode],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline() == "held\n"
-        yield child
-    finally:
-        child.kill()
-        child.wait()
+    return holding([sys.executable, "-c", HOLD_ON_POSTGRESQL, url, "congstar", mode])
 
 
 def test_on_postgresql_a_killed_holder_leaves_no_stale_lock(
