@@ -1,13 +1,15 @@
 """The state database: the one record of which customer holds which hash and who was mailed.
 
-SQLite in WAL mode. Every change that matters is one transaction: a chunk of customers with
-their hashes and rejects, or one delivery state change. A kill at any moment therefore loses at
-most the chunk in flight, and a re-run reads back what was done instead of doing it again.
-The flow process is the only writer; readers (status, preview) never block it.
+SQLite (the default, a file in the state dir, in WAL mode) or PostgreSQL (once the state
+outgrows one host), through one schema and one set of queries (SQLAlchemy Core). Every change
+that matters is one transaction: a chunk of customers with their hashes and rejects, a page of
+claimed customers, a batch of delivery changes. A kill at any moment therefore loses at most
+what was in flight, and a re-run reads back what was done instead of doing it again.
 
-The package, by idea: `schema` (the tables, opening and upgrading a DB), `records` (the rows as
-values), `customers`, `deliveries`, `marks` (bounce marks) and `counts` (the queries), `store`
-(the `StateStore` that combines them).
+The package, by idea: `connect` (URLs, connections), `tables` (the schema), `versions` (upgrade
+steps), `schema` (opening writable or read-only), `records` (rows as values), `customers`,
+`deliveries` (claims included), `marks` (bounce marks) and `counts` (the queries), `advisory`
+(the brand lock on PostgreSQL), `store` (the `StateStore` that combines them).
 """
 
 from rollout.state.records import CustomerRecord, Delivery, Reject
