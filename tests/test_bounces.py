@@ -335,7 +335,8 @@ def test_the_flow_records_bounces_and_returns_the_summary(
     from flows.bounces import bounces_flow
 
     path = write_eml(tmp_path, "1.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
-    lines, unparsed = bounces_flow([str(path)], Settings(state_dir=tmp_path / "state"))
+    given = Settings(state_dir=tmp_path / "state", state_url=store.url)
+    lines, unparsed = bounces_flow([str(path)], given)
     assert "  marked bounced (hard: dead address, not re-sent to it): 1" in lines
     assert unparsed == 0
     assert delivery(store, "congstar", "1").status == "bounced"
@@ -427,7 +428,8 @@ def test_without_dry_run_every_unparsed_file_is_listed_and_the_exit_is_1(
     write_eml(inbox, "gone.eml", hard_bounce("max@example.org", msgid("congstar", "1")))
     for n in range(7):  # more than a report's usual examples
         (inbox / f"junk-{n}.eml").write_bytes(b"Subject: hi\n\nno bounce\n")
-    assert main(["bounces", str(inbox), "--state-dir", str(tmp_path / "state")]) == 1
+    state = ["--state-dir", str(tmp_path / "state"), "--state-url", store.url]
+    assert main(["bounces", str(inbox), *state]) == 1
     out = capsys.readouterr().out
     assert all(f"{inbox}/junk-{n}.eml (not a bounce)" in out for n in range(7))
     assert delivery(store, "congstar", "1").status == "bounced"
