@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -269,6 +270,7 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
     """`rollout serve` against a real server: Ctrl-C pauses the schedules and exits 130 in one
     line, without a traceback."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import DeploymentStatus
 
     state = (tmp_path / "state").resolve()
     args = ["serve", "--exports", str(SAMPLES), "--state-dir", str(state)]
@@ -281,13 +283,14 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
         text=True,
     )
 
-    def ours() -> list[object]:
+    def ours() -> list[Any]:
         with get_client(sync_client=True) as client:
             made = client.read_deployments()
         return [d for d in made if d.parameters.get("settings", {}).get("state_dir") == str(state)]
 
     try:
-        _wait_for(lambda: len(ours()) == 5, child)  # three waves, preview and resend: serving
+        # three waves, preview and resend, READY once the runner polls for their runs: serving
+        _wait_for(lambda: [d.status for d in ours()] == [DeploymentStatus.READY] * 5, child)
         child.send_signal(signal.SIGINT)  # what Ctrl-C sends
         _, stderr = child.communicate(timeout=120)  # a safety net, not a timing claim
     finally:
@@ -299,6 +302,7 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
     assert last_line(stderr) == (
         "rollout: error: stopped by SIGINT; re-run the same command to continue"
     )
+    assert all(d.paused for d in ours())  # Prefect paused the schedules
 
 
 def _processes_with(needle: str) -> list[int]:
