@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -270,10 +271,10 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
     """`rollout serve` against a real server: Ctrl-C pauses the schedules and exits 130 in one
     line, without a traceback."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import DeploymentStatus
 
     state = (tmp_path / "state").resolve()
     args = ["serve", "--exports", str(SAMPLES), "--state-dir", str(state)]
+    started = datetime.now(UTC)
     child = subprocess.Popen(
         [*ROLLOUT, *args],
         env=child_env,
@@ -289,8 +290,9 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
         return [d for d in made if d.parameters.get("settings", {}).get("state_dir") == str(state)]
 
     try:
-        # three waves, preview and resend, READY once the runner polls for their runs: serving
-        _wait_for(lambda: [d.status for d in ours()] == [DeploymentStatus.READY] * 5, child)
+        # three waves, preview and resend, each polled by this runner: serving (the names are
+        # the session's, so an earlier serve may have left them READY)
+        _wait_for(lambda: [polled_since(d, started) for d in ours()] == [True] * 5, child)
         child.send_signal(signal.SIGINT)  # what Ctrl-C sends
         _, stderr = child.communicate(timeout=120)  # a safety net, not a timing claim
     finally:
@@ -303,6 +305,10 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
         "rollout: error: stopped by SIGINT; re-run the same command to continue"
     )
     assert all(d.paused for d in ours())  # Prefect paused the schedules
+
+
+def polled_since(deployment: Any, since: datetime) -> bool:
+    return deployment.last_polled is not None and deployment.last_polled > since
 
 
 def _processes_with(needle: str) -> list[int]:
