@@ -11,7 +11,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -274,6 +276,7 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
 
     state = (tmp_path / "state").resolve()
     args = ["serve", "--exports", str(SAMPLES), "--state-dir", str(state)]
+    started = datetime.now(UTC)
     child = subprocess.Popen(
         [*ROLLOUT, *args],
         env=child_env,
@@ -283,13 +286,15 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
         text=True,
     )
 
-    def ours() -> list[object]:
+    def ours() -> list[Any]:
         with get_client(sync_client=True) as client:
             made = client.read_deployments()
         return [d for d in made if d.parameters.get("settings", {}).get("state_dir") == str(state)]
 
     try:
-        _wait_for(lambda: len(ours()) == 5, child)  # three waves, preview and resend: serving
+        # three waves, preview and resend, each polled by this runner: serving (the names are
+        # the session's, so an earlier serve may have left them READY)
+        _wait_for(lambda: [polled_since(d, started) for d in ours()] == [True] * 5, child)
         child.send_signal(signal.SIGINT)  # what Ctrl-C sends
         _, stderr = child.communicate(timeout=120)  # a safety net, not a timing claim
     finally:
@@ -301,6 +306,11 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
     assert last_line(stderr) == (
         "rollout: error: stopped by SIGINT; re-run the same command to continue"
     )
+    assert all(d.paused for d in ours())  # Prefect paused the schedules
+
+
+def polled_since(deployment: Any, since: datetime) -> bool:
+    return deployment.last_polled is not None and deployment.last_polled > since
 
 
 def _processes_with(needle: str) -> list[int]:
