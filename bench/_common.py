@@ -82,6 +82,20 @@ def _stat_fields(pid: int) -> list[str]:
         return f.read().rsplit(")", 1)[1].split()
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (from /proc: each one's parent pid)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(_stat_fields(int(entry))[1]) == pid:
+                found.append(int(entry))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
 def process_tree_cpu_seconds(pid: int) -> float:
     """CPU time of a process and its children: the live ones, and the exited ones it reaped
     (cutime, cstime). A server such as PostgreSQL's postmaster reaps its backends, so the
@@ -95,15 +109,11 @@ def process_tree_cpu_seconds(pid: int) -> float:
         ticks = own_and_reaped(_stat_fields(pid))
     except OSError:
         return 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for child in child_pids(pid):
         try:
-            fields = _stat_fields(int(entry))
+            ticks += own_and_reaped(_stat_fields(child))
         except OSError:
-            continue  # gone meanwhile
-        if int(fields[1]) == pid:  # ppid
-            ticks += own_and_reaped(fields)
+            continue  # exited meanwhile
     return ticks / _TICKS
 
 
