@@ -1,7 +1,7 @@
 """Group commit: notify's sending rate against the raw pooled rate, per state DB backend.
 
     .venv/bin/python bench/journal.py [--n 2000] [--connections 16] [--repeat 3]
-                                      [--state-url sqlite] [--state-url ...]
+                                      [--state-url sqlite] [--state-url postgresql]
 
 The relay is `tools/smtp_server.py` as a sink in its own process, answering at once (0 ms), so
 whatever the journal costs shows. The state DB is prepared once by the PIN stage on a synthetic
@@ -11,26 +11,33 @@ congstar export (cheap argon2), then each run gets a fresh copy. N messages go o
   nothing recorded: what the transport alone allows;
 - deliver, no journal: `deliver` with the same pre-built messages and a journal that does
   nothing;
-- notify, no journal: composing lazily as notify does, with a journal that does nothing: the
-  journal's cost is the difference between this row and the next three;
-- notify, one commit per mark on the loop: the journal as it was before group commit, each mark
-  one statement and one commit, on the event loop thread;
-- notify, one commit per mark on the writer thread: `StoreJournal(max_batch=1)`;
-- notify, group commit: `StoreJournal` as `notify_brand` uses it (marks that meet share a
-  commit; 'sending' is awaited until committed);
-- notify_brand: the real entry point, as shipped (group commit), for comparison with the above.
+- notify, no journal: `notify_brand` (claims, lazy composing, delivery) with a journal that
+  does nothing: the journal's cost is the difference between this row and the ones below;
+- notify, a commit per mark on the loop: the journal as it was before group commit, each mark
+  one statement and one commit, on the event loop thread (a connection of its own);
+- notify, a commit per mark on the writer thread: `StoreJournal(max_batch=1)`;
+- group commit, no claims: notify's path with `iter_pending` (reads only) instead of claiming
+  a page at a time: what claiming costs is notify_brand minus this row;
+- notify_brand: the real entry point, as shipped (claims, group commit).
 
-The notify rows compose lazily from the state DB's pending customers, as `notify_brand` does.
-Each row runs `--repeat` times, alternating, and the best rate counts. Ratios are against raw.
-The table also gives the least CPU time of this process (all its threads) per message: on a
-shared machine the rates swing with the load, the CPU cost much less.
+The "notify" rows are `notify_brand` itself, its `StoreJournal` swapped (mock.patch) for the
+journal named, so they claim customers as it does (on PostgreSQL `FOR UPDATE SKIP LOCKED`, a
+page of 100 at a time, on the event loop thread). Each row runs `--repeat` times, alternating,
+and the best rate counts. Ratios are against raw. The table also gives the least CPU time of
+this process (all its threads) per message, and on PostgreSQL the server's (postmaster and
+backends, from /proc): on a shared machine the rates swing with the load, the CPU cost much
+less. "Everything else" (other sessions, the sink) excludes the PostgreSQL server.
 
-Backends (`--state-url`, one column each): `sqlite` (a fresh copy of the prepared file per
-run). A PostgreSQL column needs only a `Backend` whose `fresh()` loads the prepared DB into a
-fresh database and returns an opener for it (see BACKENDS).
+Backends (`--state-url`, one column each; by default both when PostgreSQL's binaries are found
+(tools/pg_server.py's `find_bindir`), else sqlite alone, with a line saying why):
+
+- `sqlite`: a fresh copy of the prepared file per run;
+- `postgresql`: a throw-away server of tools/pg_server.py, durable (fsync on, as a real
+  server), started once; per run a fresh database, its tables made by `StateStore`, the
+  prepared SQLite DB's rows copied in, then ANALYZE and CHECKPOINT (none of it timed).
 
 Target (#12): notify >= 0.85x raw on PostgreSQL. Headline: ``journal_group_commit_vs_raw``
-(notify_brand / raw on the first backend).
+(notify_brand / raw on PostgreSQL if measured, else on the first backend).
 """
 
 from __future__ import annotations
