@@ -186,8 +186,17 @@ class Postgres:
 
 BACKENDS: dict[str, Callable[[str], Backend]] = {
     "sqlite": lambda url: Sqlite(),
-    "postgresql": lambda url: Postgres(),
+    "postgresql": lambda url: Postgres() if url == "postgresql" else throw_away_only(url),
 }
+
+
+def throw_away_only(url: str) -> Backend:
+    raise SystemExit(
+        f"--state-url {url}: the postgresql column runs on a throw-away server of its own "
+        "(tools/pg_server.py): say `postgresql`, no host or database"
+    )
+
+
 NO_POSTGRES = (
     "PostgreSQL column skipped: no PostgreSQL binaries (initdb, pg_ctl, postgres) on PATH or "
     "in /usr/lib/postgresql/*/bin (Debian's `postgresql` package); sqlite only"
