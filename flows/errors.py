@@ -16,45 +16,60 @@ import errno
 import sqlite3
 import sys
 from collections.abc import Callable
+from functools import cache
 
-from sqlalchemy.exc import DBAPIError
-
-from flows.summary import NothingRunYet
-from rollout.brands import BrandError
-from rollout.exports import ExportError
-from rollout.keys import KeyConfigError
-from rollout.lock import LockHeld
-from rollout.messages import TemplateProblem
-from rollout.notify import DeadlinePassed, SendingBlocked
-from rollout.settings import SettingsError
 from rollout.shutdown import Interrupted
-from rollout.state.versions import NewerSchema
-from rollout.transports import TransportConfigError
 
-USER_ERRORS: tuple[type[Exception], ...] = (
-    BrandError,
-    ExportError,
-    TemplateProblem,
-    DeadlinePassed,
-    LockHeld,
-    TransportConfigError,
-    NothingRunYet,
-    KeyConfigError,
-    SettingsError,
-    NewerSchema,
-)
+EXIT_USER = 2
 EXIT_BLOCKED = 3
 EXIT_ENVIRONMENT = 4
-# Everything `run_reporting_errors` turns into one line and an exit code (flows.logs keeps
-# their tracebacks out of Prefect's logs).
-REPORTED: tuple[type[BaseException], ...] = (
-    *USER_ERRORS,
-    SendingBlocked,
-    sqlite3.Error,
-    DBAPIError,  # the state DB's, as SQLAlchemy passes them on
-    OSError,
-    KeyboardInterrupt,  # Interrupted included
-)
+
+
+@cache
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors that are the user's to fix (exit 2), each from the module that raises it.
+
+    Imported when an error is being reported, not at start: a command that needs none of these
+    modules (`keys`, `status`) does not pay for importing pandas or SQLAlchemy.
+    """
+    from flows.summary import NothingRunYet
+    from rollout.brands import BrandError
+    from rollout.exports import ExportError
+    from rollout.keys import KeyConfigError
+    from rollout.lock import LockHeld
+    from rollout.messages import TemplateProblem
+    from rollout.notify import DeadlinePassed
+    from rollout.settings import SettingsError
+    from rollout.state.versions import NewerSchema
+    from rollout.transports import TransportConfigError
+
+    return (
+        BrandError,
+        ExportError,
+        TemplateProblem,
+        DeadlinePassed,
+        LockHeld,
+        TransportConfigError,
+        NothingRunYet,
+        KeyConfigError,
+        SettingsError,
+        NewerSchema,
+    )
+
+
+def _db_errors() -> tuple[type[Exception], ...]:
+    """The state DB's errors: sqlite3's, and SQLAlchemy's once it has been imported (before
+    that, none of its errors can have been raised)."""
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    return (sqlite3.Error, *([sqlalchemy_errors.DBAPIError] if sqlalchemy_errors else []))
+
+
+def reported() -> tuple[type[BaseException], ...]:
+    """Everything `run_reporting_errors` turns into one line and an exit code (flows.logs keeps
+    their tracebacks out of Prefect's logs)."""
+    from rollout.notify import SendingBlocked
+
+    return (*user_errors(), SendingBlocked, *_db_errors(), OSError, KeyboardInterrupt)
 
 
 def run_reporting_errors(command: Callable[[], int], state_db: str | None = None) -> int:
@@ -62,23 +77,34 @@ def run_reporting_errors(command: Callable[[], int], state_db: str | None = None
     state DB as messages may name it (no password)."""
     try:
         return command()
-    except USER_ERRORS as error:
-        return _fail(str(error), 2)
-    except SendingBlocked as error:
-        return _fail(str(error), EXIT_BLOCKED)
-    except (sqlite3.Error, DBAPIError) as error:
-        return _fail(_db_error(error, state_db), EXIT_ENVIRONMENT)
-    except OSError as error:
-        return _fail(_os_error(error), EXIT_ENVIRONMENT)
     except Interrupted as stop:
         return _fail(f"{stop}; re-run the same command to continue", 128 + stop.signal)
     except KeyboardInterrupt:
         return _fail("interrupted; re-run the same command to continue", 130)
+    except Exception as error:
+        said = _one_line(error, state_db)
+        if said is None:
+            raise  # a bug: its traceback in full
+        return _fail(*said)
+
+
+def _one_line(error: Exception, state_db: str | None) -> tuple[str, int] | None:
+    from rollout.notify import SendingBlocked
+
+    if isinstance(error, user_errors()):
+        return str(error), EXIT_USER
+    if isinstance(error, SendingBlocked):
+        return str(error), EXIT_BLOCKED
+    if isinstance(error, _db_errors()):
+        return _db_error(error, state_db), EXIT_ENVIRONMENT
+    if isinstance(error, OSError):
+        return _os_error(error), EXIT_ENVIRONMENT
+    return None
 
 
 def _db_error(error: Exception, state_db: str | None) -> str:
     """One line: which DB, what it said (its first line: no SQL, no parameters), its code."""
-    cause = error.orig if isinstance(error, DBAPIError) else error
+    cause = getattr(error, "orig", None) or error  # SQLAlchemy's wrapper: the driver's error
     name = getattr(cause, "sqlite_errorname", None) or getattr(cause, "sqlstate", None)
     where = f"state DB {state_db}" if state_db else "state DB"
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__

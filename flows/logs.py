@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 
-from flows.errors import REPORTED
+from flows.errors import reported
 
 
 class _DropReportedTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], REPORTED):
+        if record.exc_info and isinstance(record.exc_info[1], reported()):
             record.exc_info, record.exc_text = None, None
         return True
 

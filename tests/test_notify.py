@@ -196,8 +196,9 @@ def test_resend_reaches_exactly_the_failed_and_bounced(
         store.mark_bounced("jamobil", campaign, by_address[hard], True, 550, "5.1.1 unknown")
         store.mark_bounced("jamobil", campaign, by_address[soft], False, 452, "4.2.2 full")
         for old, new in ((gone, "neu@example.org"), (hard, "neu2@example.org")):
-            store.db.exec_driver_sql(
-                "UPDATE customers SET email = ? WHERE customer_id = ?", (new, by_address[old])
+            store.db.execute(
+                text("UPDATE customers SET email = :e WHERE customer_id = :c"),
+                {"e": new, "c": by_address[old]},
             )
         server.set_faults()
         before = len(server.received)

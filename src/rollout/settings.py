@@ -23,7 +23,6 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from rollout.state.connect import StateUrlError, parse, state_url
 from rollout.transports import Transport, open_transport
 
 PREFIX = "ROLLOUT_"
@@ -94,6 +93,8 @@ class Settings(BaseSettings):
     @property
     def state_db(self) -> str:
         """The state DB's URL: `state_url`, else the SQLite file in the state dir."""
+        from rollout.state.connect import state_url  # SQLAlchemy: only where a DB is opened
+
         return state_url(self.state_dir, self.state_url)
 
     def chosen_transport(self) -> Transport:
@@ -113,14 +114,22 @@ def load_settings(**flags: object) -> Settings:
         raise SettingsError(_one_line(error, given)) from None
     argon2_cost(os.environ)  # checked with the rest, before any work
     settings.chosen_transport()  # a URL with a password never becomes a flow parameter
+    if settings.state_url is not None:
+        _check_state_url(settings.state_url, "state_url" in given)
+    return settings
+
+
+def _check_state_url(url: str, from_flag: bool) -> None:
+    """A state URL with a password never becomes a flow parameter either (said without it)."""
+    from rollout.state.connect import StateUrlError, parse
+
     try:
-        parse(settings.state_db)  # nor does a state URL with one (said without it)
+        parse(url)
     except StateUrlError as error:
-        source = "--state-url" if "state_url" in given else f"{PREFIX}STATE_URL"
+        source = "--state-url" if from_flag else f"{PREFIX}STATE_URL"
         raise SettingsError(
             f"{source}: {str(error).removeprefix('state URL').lstrip(': ')}"
         ) from None
-    return settings
 
 
 class Argon2Cost(BaseModel):
