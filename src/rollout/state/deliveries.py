@@ -27,10 +27,11 @@ _PENDING = sql(
     "SELECT c.customer_id, c.first_name, c.last_name, c.email, c.pin_source FROM customers c "
     f"WHERE {_NOT_MAILED} ORDER BY c.customer_id LIMIT :limit"
 )
-_CLAIM = """
-    WITH picked AS (
-        SELECT c.customer_id, c.email FROM customers c WHERE {not_mailed}
-        ORDER BY c.customer_id LIMIT :limit {lock})
+_PICKED = """
+    SELECT c.customer_id, c.first_name, c.last_name, c.email, c.pin_source FROM customers c
+    WHERE {not_mailed} ORDER BY c.customer_id LIMIT :limit {lock}
+""".format
+_INSERT_CLAIMS = """
     INSERT INTO deliveries (brand, campaign, customer_id, message_id, address, status,
                             attempts, updated_at, runner)
     SELECT :brand, :campaign, customer_id, '', email, 'sending', 0, :at, :runner
@@ -38,10 +39,21 @@ _CLAIM = """
     ON CONFLICT DO NOTHING
     RETURNING customer_id
 """
-_CLAIMS = {
-    "postgresql": sql(_CLAIM.format(not_mailed=_NOT_MAILED, lock="FOR UPDATE OF c SKIP LOCKED")),
-    "sqlite": sql(_CLAIM.format(not_mailed=_NOT_MAILED, lock="")),
-}
+# PostgreSQL: one statement, so one round trip and atomic without BEGIN/COMMIT: lock the
+# next pending customers that no other run has locked, claim them, return those claimed.
+_CLAIM_ON_POSTGRESQL = sql(
+    f"""
+    WITH picked AS ({_PICKED(not_mailed=_NOT_MAILED, lock="FOR UPDATE OF c SKIP LOCKED")}),
+    claimed AS ({_INSERT_CLAIMS})
+    SELECT p.customer_id, p.first_name, p.last_name, p.email, p.pin_source
+    FROM picked p JOIN claimed USING (customer_id) ORDER BY p.customer_id
+    """
+)
+# SQLite has no INSERT inside WITH: claim, then read the claimed, in one transaction (the
+# write lock, taken at BEGIN, keeps every other writer out meanwhile).
+_CLAIM_ON_SQLITE = sql(
+    f"WITH picked AS ({_PICKED(not_mailed=_NOT_MAILED, lock='')}) {_INSERT_CLAIMS}"
+)
 _RECIPIENTS = sql(
     "SELECT customer_id, first_name, last_name, email, pin_source FROM customers "
     "WHERE brand = :brand AND customer_id IN :ids ORDER BY customer_id",
@@ -108,7 +120,7 @@ class Deliveries(Connected):
     def claim_pending(
         self, brand: str, campaign: str, after: str = "", limit: int = 500
     ) -> list[Recipient]:
-        """Claim up to `limit` pending recipients after `after` in one transaction."""
+        """Claim up to `limit` pending recipients after `after`, atomically."""
         args = {
             "brand": brand,
             "campaign": campaign,
@@ -117,11 +129,12 @@ class Deliveries(Connected):
             "at": schema.now(),
             "runner": self.runner,
         }
-        with self.transaction():
-            ids = [r[0] for r in self._rows(_CLAIMS[self.dialect], args)]
-            if not ids:
-                return []
-            rows = self._rows(_RECIPIENTS, {"brand": brand, "ids": ids})
+        if self.dialect == "postgresql":
+            rows = self._rows(_CLAIM_ON_POSTGRESQL, args)
+        else:
+            with self.transaction():
+                ids = [r[0] for r in self._rows(_CLAIM_ON_SQLITE, args)]
+                rows = self._rows(_RECIPIENTS, {"brand": brand, "ids": ids}) if ids else []
         return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
 
     def iter_claimed(
