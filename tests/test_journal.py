@@ -8,10 +8,11 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
@@ -45,17 +46,17 @@ class CountingStore(StateStore):
             yield db
         self.commits += 1
 
-    def mark_sending(self, *args: str) -> None:
-        self.marks += 1
-        super().mark_sending(*args)
+    def mark_sending_many(self, brand: str, campaign: str, sends: Sequence[Any]) -> None:
+        self.marks += len(sends)
+        super().mark_sending_many(brand, campaign, sends)
 
-    def mark_finished(self, *args: object) -> None:
-        self.marks += 1
-        super().mark_finished(*args)  # type: ignore[arg-type]
+    def mark_finished_many(self, brand: str, campaign: str, outcomes: Sequence[Any]) -> None:
+        self.marks += len(outcomes)
+        super().mark_finished_many(brand, campaign, outcomes)
 
-    def release(self, *args: str) -> None:
-        self.marks += 1
-        super().release(*args)
+    def release_many(self, brand: str, campaign: str, customer_ids: Sequence[str]) -> None:
+        self.marks += len(customer_ids)
+        super().release_many(brand, campaign, customer_ids)
 
 
 @dataclass

@@ -26,13 +26,16 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from rollout.addresses import redact_addresses
 from rollout.delivery import Outcome, OutgoingMessage
 from rollout.state import StateStore
 
-Write = Callable[[StateStore], object]
+# One change to commit: its kind ('sending', 'finished', 'released') and its values.
+Change = tuple[str, Any]
 
 
 class GroupCommit:
@@ -42,11 +45,17 @@ class GroupCommit:
     event loop.
     """
 
-    def __init__(self, open_store: Callable[[], StateStore], max_batch: int | None = None) -> None:
-        self.open_store, self.max_batch = open_store, max_batch  # max_batch=1: no grouping
+    def __init__(
+        self,
+        open_store: Callable[[], StateStore],
+        apply: Callable[[StateStore, list[Change]], None],
+        max_batch: int | None = None,
+    ) -> None:
+        self.open_store, self.apply = open_store, apply
+        self.max_batch = max_batch  # 1: no grouping
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="state-writer")
         self.store: StateStore | None = None
-        self.queue: list[tuple[Write, asyncio.Future[None] | None]] = []
+        self.queue: list[tuple[Change, asyncio.Future[None] | None]] = []
         self.committing: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
         self.commits = 0  # transactions committed (counted on the writer thread)
@@ -59,7 +68,7 @@ class GroupCommit:
             self.thread.shutdown(wait=False)
             raise
 
-    def write(self, write: Write) -> None:
+    def write(self, write: Change) -> None:
         """Commit `write` soon, with whatever else comes; never raises (see `flush`)."""
         if self.error is None:
             self.queue.append((write, None))
@@ -67,7 +76,7 @@ class GroupCommit:
             # 'sending' before the loop comes round again, and both go in one commit.
             asyncio.get_running_loop().call_soon(self._next)
 
-    async def write_now(self, write: Write) -> None:
+    async def write_now(self, write: Change) -> None:
         """Commit `write`, with whatever else comes, and return once it is committed."""
         if self.error is not None:
             raise self.error
@@ -107,13 +116,12 @@ class GroupCommit:
         self.committing = loop.run_in_executor(self.thread, partial(self._commit, writes))
         self.committing.add_done_callback(partial(self._committed, waiting))
 
-    def _commit(self, writes: list[Write]) -> None:  # on the writer thread
+    def _commit(self, writes: list[Change]) -> None:  # on the writer thread
         store = self.store
         if store is None:
             raise RuntimeError("GroupCommit used before start() or after close()")
         with store.transaction():
-            for write in writes:
-                write(store)
+            self.apply(store, writes)
         self.commits += 1
         self.writes += len(writes)
 
@@ -153,7 +161,7 @@ class StoreJournal:
         campaign: str,
         max_batch: int | None = None,
     ) -> None:
-        self.writer = GroupCommit(open_store, max_batch)
+        self.writer = GroupCommit(open_store, self._apply, max_batch)
         self.brand, self.campaign = brand, campaign
 
     async def __aenter__(self) -> StoreJournal:
@@ -164,21 +172,29 @@ class StoreJournal:
         await self.writer.close()
 
     async def sending(self, message: OutgoingMessage) -> None:
-        key, m = (self.brand, self.campaign), message
-        await self.writer.write_now(
-            lambda s: s.mark_sending(*key, m.customer_id, m.message_id, m.recipient)
-        )
+        m = message
+        await self.writer.write_now(("sending", (m.customer_id, m.message_id, m.recipient)))
 
     def finished(self, outcome: Outcome) -> None:
-        key, o = (self.brand, self.campaign), outcome
+        o = outcome
         reason = redact_addresses(o.reason)  # the address is in the customer's own row
-        self.writer.write(
-            lambda s: s.mark_finished(*key, o.customer_id, o.status, o.code, reason, o.permanent)
-        )
+        self.writer.write(("finished", (o.customer_id, o.status, o.code, reason, o.permanent)))
 
     def released(self, message: OutgoingMessage) -> None:
-        key, customer_id = (self.brand, self.campaign), message.customer_id
-        self.writer.write(lambda s: s.release(*key, customer_id))
+        self.writer.write(("released", message.customer_id))
+
+    def _apply(self, store: StateStore, changes: list[Change]) -> None:
+        """Each run of changes of one kind in one call, in the order they came (a release
+        and a later 'sending' of one customer must stay in that order)."""
+        key = (self.brand, self.campaign)
+        for kind, run in groupby(changes, key=itemgetter(0)):
+            values = [value for _, value in run]
+            if kind == "sending":
+                store.mark_sending_many(*key, values)
+            elif kind == "finished":
+                store.mark_finished_many(*key, values)
+            else:
+                store.release_many(*key, values)
 
     async def flush(self) -> None:
         await self.writer.flush()

@@ -89,6 +89,19 @@ _SENDING = sql(
 )
 
 
+_FINISHED = sql(
+    "UPDATE deliveries SET status = :status, code = :code, reason = :reason, "
+    "permanent = :permanent, updated_at = :at "
+    "WHERE brand = :brand AND campaign = :campaign AND customer_id = :customer_id"
+)
+_RELEASE = sql(
+    "DELETE FROM deliveries WHERE brand = :brand AND campaign = :campaign "
+    "AND customer_id = :customer_id AND status = 'sending'"
+)
+# A finished delivery: (customer_id, status, code, reason, permanent).
+Finished = tuple[str, str, int | None, str, bool]
+
+
 class Deliveries(Connected):
     _runner: str | None = None
 
@@ -171,21 +184,27 @@ class Deliveries(Connected):
         )
         return {r[0] for r in rows}
 
+    # Each change has a `_many` form: the journal commits a batch of changes of one kind in
+    # one call (executemany: one round trip on PostgreSQL, one SQLAlchemy call either way).
+
     def mark_sending(
         self, brand: str, campaign: str, customer_id: str, message_id: str, address: str
     ) -> None:
+        self.mark_sending_many(brand, campaign, [(customer_id, message_id, address)])
+
+    def mark_sending_many(
+        self, brand: str, campaign: str, sends: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """(customer_id, message_id, address) of each: handed to the server next."""
+        at, runner = schema.now(), self.runner
         self._write(
             _SENDING,
-            {
-                "brand": brand,
-                "campaign": campaign,
-                "customer_id": customer_id,
-                "message_id": message_id,
-                "address": address,
-                "at": schema.now(),
-                "runner": self.runner,
-            },
-        )
+            [
+                {"brand": brand, "campaign": campaign, "customer_id": cid, "message_id": mid,
+                 "address": address, "at": at, "runner": runner}
+                for cid, mid, address in sends
+            ],
+        )  # fmt: skip
 
     def mark_finished(
         self,
@@ -197,33 +216,29 @@ class Deliveries(Connected):
         reason: str,
         permanent: bool = False,
     ) -> None:
+        self.mark_finished_many(brand, campaign, [(customer_id, status, code, reason, permanent)])
+
+    def mark_finished_many(self, brand: str, campaign: str, outcomes: Sequence[Finished]) -> None:
+        """(customer_id, status, code, reason, permanent) of each."""
+        at = schema.now()
         self._write(
-            sql(
-                "UPDATE deliveries SET status = :status, code = :code, reason = :reason, "
-                "permanent = :permanent, updated_at = :at "
-                "WHERE brand = :brand AND campaign = :campaign AND customer_id = :customer_id"
-            ),
-            {
-                "status": status,
-                "code": code,
-                "reason": reason,
-                "permanent": int(permanent),
-                "at": schema.now(),
-                "brand": brand,
-                "campaign": campaign,
-                "customer_id": customer_id,
-            },
-        )
+            _FINISHED,
+            [
+                {"status": status, "code": code, "reason": reason, "permanent": int(permanent),
+                 "at": at, "brand": brand, "campaign": campaign, "customer_id": cid}
+                for cid, status, code, reason, permanent in outcomes
+            ],
+        )  # fmt: skip
 
     def release(self, brand: str, campaign: str, customer_id: str) -> None:
         """The server certainly did not take the message (or it was claimed and never sent):
         the customer is pending again."""
+        self.release_many(brand, campaign, [customer_id])
+
+    def release_many(self, brand: str, campaign: str, customer_ids: Sequence[str]) -> None:
         self._write(
-            sql(
-                "DELETE FROM deliveries WHERE brand = :brand AND campaign = :campaign "
-                "AND customer_id = :customer_id AND status = 'sending'"
-            ),
-            {"brand": brand, "campaign": campaign, "customer_id": customer_id},
+            _RELEASE,
+            [{"brand": brand, "campaign": campaign, "customer_id": c} for c in customer_ids],
         )
 
     def release_claims(self, brand: str, campaign: str) -> int:
