@@ -184,9 +184,14 @@ class StoreJournal:
         self.writer.write(("released", message.customer_id))
 
     def _apply(self, store: StateStore, changes: list[Change]) -> None:
-        """Each run of changes of one kind in one call, in the order they came (a release
-        and a later 'sending' of one customer must stay in that order)."""
+        """The changes of one kind in one call each. A batch names each customer once (a
+        worker awaits its 'sending' before anything else can happen to that customer, and
+        nothing follows an outcome or a release), so the kinds may go in any order; should a
+        customer come twice, runs of one kind keep the order instead."""
         key = (self.brand, self.campaign)
+        customers = [value if kind == "released" else value[0] for kind, value in changes]
+        if len(set(customers)) == len(customers):
+            changes = sorted(changes, key=itemgetter(0))  # stable: by kind, else as they came
         for kind, run in groupby(changes, key=itemgetter(0)):
             values = [value for _, value in run]
             if kind == "sending":
