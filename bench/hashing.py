@@ -129,11 +129,11 @@ class TimedStore(StateStore):
     """A `StateStore` that adds up the wall time of each call the PIN stage makes (opening,
     reading what is known, recording chunks): the state DB's share of the stage."""
 
-    def __init__(self, url: str, read_only: bool = False, password: str | None = None) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
         self.spent: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         with self._timed("open (schema)"):
-            super().__init__(url, read_only, password)
+            super().__init__(url, read_only)
 
     @contextmanager
     def _timed(self, name: str) -> Iterator[None]:
