@@ -30,6 +30,7 @@ A table shows the backends side by side; one line per backend,
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -216,7 +217,7 @@ class Backend:
             return TimedStore(state_url(state_dir))
         self.databases += 1
         url = self.server.create_database(f"bench_hashing_{self.databases}")
-        return TimedStore(url, password=self.server.password)
+        return TimedStore(url)  # the password: PGPASSWORD, set when the server started
 
     def server_cpu(self) -> dict[int, float]:
         return _cpu_by_pid(self.server) if self.server is not None else {}
@@ -390,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 started = time.perf_counter()
                 backend.server = PgServer(durable=True)
                 backend.server.start()
+                os.environ.update(backend.server.env)  # PGPASSWORD, as for any rollout run
                 stack.callback(stop_quietly, backend.server)
                 print(
                     f"PostgreSQL from {backend.server.bindir}, durable (fsync on), up in "
