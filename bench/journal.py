@@ -80,11 +80,11 @@ from sqlalchemy import insert, select
 import rollout.notify
 from pg_server import PgServer, find_bindir
 from rollout.addresses import redact_addresses
-from rollout.brands import Brand, load_brand
+from rollout.brands import Brand, campaign_id, load_brand
 from rollout.delivery import DeliverySettings, Journal, Outcome, OutgoingMessage, deliver
 from rollout.journal import StoreJournal
 from rollout.messages import Composer
-from rollout.notify import campaign_id, notify_brand, outgoing
+from rollout.notify import notify_brand, outgoing
 from rollout.state import StateStore
 from rollout.state.tables import bounce_marks, customers, deliveries, rejects
 from rollout.transports import open_transport

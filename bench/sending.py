@@ -67,13 +67,13 @@ set_env(CHEAP_ARGON2)  # before anything reads HashParams.from_env()
 import aiosmtplib  # noqa: E402
 
 from rollout.assign import assign_pins, local_hash_map  # noqa: E402
-from rollout.brands import Brand, load_brand  # noqa: E402
+from rollout.brands import Brand, campaign_id, load_brand  # noqa: E402
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver  # noqa: E402
 from rollout.exports import export_path, open_export  # noqa: E402
 from rollout.journal import StoreJournal  # noqa: E402
 from rollout.messages import Composer  # noqa: E402
 from rollout.model import Recipient  # noqa: E402
-from rollout.notify import campaign_id, notify_brand, outgoing  # noqa: E402
+from rollout.notify import notify_brand, outgoing  # noqa: E402
 from rollout.pins import PinHasher  # noqa: E402
 from rollout.state import StateStore  # noqa: E402
 from rollout.transports import open_transport  # noqa: E402

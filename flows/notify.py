@@ -11,12 +11,11 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.artifacts import artifact_key, by_brand_markdown, run_name
 from flows.progress import SendProgress
-from rollout.brands import Brand, load_brand, load_brands
+from rollout.brands import Brand, campaign_id, load_brand, load_brands
 from rollout.delivery import DeliverySettings
 from rollout.lock import brand_lock
 from rollout.notify import (
     NotifySummary,
-    campaign_id,
     check_deadline,
     notify_brand,
     resend_brand,

@@ -18,8 +18,8 @@ from dsn_fixtures import (
 from test_notify import FAST_RETRY, notify, prepared_state, reachable
 
 from rollout.bounces import apply_bounces, iter_bounces
-from rollout.brands import load_brand
-from rollout.notify import campaign_id, resend_brand
+from rollout.brands import campaign_id, load_brand
+from rollout.notify import resend_brand
 from rollout.report import brand_status
 from rollout.state import StateStore
 from rollout.transports import open_transport

@@ -14,9 +14,9 @@ import pytest
 from conftest import REPO
 from test_notify import FAST_RETRY, prepared_state, reachable
 
-from rollout.brands import load_brand, templates_root
+from rollout.brands import campaign_id, load_brand, templates_root
 from rollout.model import PinSource
-from rollout.notify import campaign_id, notify_brand
+from rollout.notify import notify_brand
 from rollout.state import CustomerRecord
 from rollout.transports import open_transport
 from smtp_server import SmtpTestServer

@@ -20,10 +20,9 @@ from sqlalchemy.exc import DBAPIError
 from test_delivery import outgoing
 from test_notify import notify, prepared_state
 
-from rollout.brands import load_brand
+from rollout.brands import campaign_id, load_brand
 from rollout.delivery import DeliverySettings, DeliveryStats, deliver
 from rollout.journal import StoreJournal
-from rollout.notify import campaign_id
 from rollout.state import StateStore
 from rollout.state.connect import sqlite_path
 from rollout.transports import open_transport

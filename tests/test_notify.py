@@ -19,17 +19,11 @@ from conftest import REPO, SAMPLES
 from sqlalchemy import text
 
 from rollout.assign import assign_pins, local_hash_map
-from rollout.brands import load_brand
+from rollout.brands import campaign_id, load_brand
 from rollout.delivery import DeliverySettings
 from rollout.exports import export_path, open_export
 from rollout.keys import brand_keys
-from rollout.notify import (
-    DeadlinePassed,
-    campaign_id,
-    check_deadline,
-    notify_brand,
-    resend_brand,
-)
+from rollout.notify import DeadlinePassed, check_deadline, notify_brand, resend_brand
 from rollout.state import StateStore
 from rollout.transports import open_transport
 from smtp_server import SmtpTestServer, disconnect, lost_reply, reject, tempfail

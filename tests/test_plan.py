@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import NO_PREFECT_PROBE, REPO, SAMPLES
 
-from rollout.brands import Brand, BrandError, load_brand
-from rollout.notify import campaign_id
+from rollout.brands import Brand, BrandError, campaign_id, load_brand
 from rollout.plan import (
     BERLIN,
     Backlog,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from test_notify import FAST_RETRY, prepared_state, reachable
 
-from rollout.brands import load_brand
-from rollout.notify import NotifySummary, campaign_id, notify_brand
+from rollout.brands import campaign_id, load_brand
+from rollout.notify import NotifySummary, notify_brand
 from rollout.state import StateStore
 from rollout.transports import open_transport
 from smtp_server import SmtpTestServer, disconnect, reject

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from rollout.brands import load_brand
-from rollout.notify import campaign_id
+from rollout.brands import campaign_id, load_brand
 from rollout.state import StateStore
 from smtp_server import (
     SmtpTestServer,

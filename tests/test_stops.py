@@ -20,9 +20,9 @@ import pytest
 from conftest import REPO, SAMPLES
 from test_notify import prepared_state, reachable
 
-from rollout.brands import load_brand
+from rollout.brands import campaign_id, load_brand
 from rollout.lock import holder_of
-from rollout.notify import SendingBlocked, campaign_id
+from rollout.notify import SendingBlocked
 from rollout.state import StateStore
 from smtp_server import SmtpTestServer, self_signed, serve
 

@@ -105,6 +105,11 @@ class Brand:
         return self.sender_address.rpartition("@")[2]
 
 
+def campaign_id(brand: Brand) -> str:
+    """Stable per brand and mandatory date: Message-IDs and delivery records hang off it."""
+    return f"legi-pin-{brand.slug}-{brand.mandatory_date:%Y%m%d}"
+
+
 def templates_root() -> Path:
     """$ROLLOUT_TEMPLATES if set, else the installed `rollout_templates` package's folder."""
     override = os.environ.get("ROLLOUT_TEMPLATES")

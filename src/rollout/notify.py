@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from rollout.brands import Brand
+from rollout.brands import Brand, campaign_id
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver
 from rollout.exports import Export
 from rollout.journal import StoreJournal
@@ -32,11 +32,6 @@ class DeadlinePassed(RuntimeError):
 class SendingBlocked(RuntimeError):
     """The relay refuses us (no connection, TLS, AUTH, sender refused): nothing more can be
     sent until someone fixes that. Everyone not yet sent stays pending."""
-
-
-def campaign_id(brand: Brand) -> str:
-    """Stable per brand and mandatory date: Message-IDs and delivery records hang off it."""
-    return f"legi-pin-{brand.slug}-{brand.mandatory_date:%Y%m%d}"
 
 
 def check_deadline(brand: Brand, today: date, after_deadline: bool) -> None:

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import jinja2
 
-from rollout.brands import Brand, load_brands
+from rollout.brands import Brand, campaign_id, load_brands
 from rollout.exports import export_path, open_export
 from rollout.files import write_atomically
 from rollout.messages import Composer
 from rollout.model import Recipient
-from rollout.notify import campaign_id, preview_audience
+from rollout.notify import preview_audience
 from rollout.settings import Settings
 from rollout.state import StateStore
 

@@ -7,9 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
 
-from rollout.brands import Brand
+from rollout.brands import Brand, campaign_id
 from rollout.files import write_atomically
-from rollout.notify import campaign_id
 from rollout.plan import Backlog, Forecast, Rate, forecast, measured_rate
 from rollout.state import StateStore
 

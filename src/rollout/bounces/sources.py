@@ -16,7 +16,6 @@ from rollout.bounces.model import Bounce, Kind, Notice, Unparsed
 from rollout.bounces.reader import read_message
 from rollout.bounces.reasons import basic_code, enhanced_status, reason
 from rollout.bounces.verdict import judge
-from rollout.exports.format import decode_small, guess_delimiter
 
 
 class MissingPath(FileNotFoundError):
@@ -105,6 +104,9 @@ def _read_list(path: Path) -> Iterator[Notice]:
     A row is judged like any bounce, by its code and words. A list carries no dates: its file's
     modification time stands for when it was written.
     """
+    # Here, not at the top: the exports package brings pandas, which mail folders never need.
+    from rollout.exports.format import decode_small, guess_delimiter
+
     text = decode_small(path.read_bytes())
     delimiter = guess_delimiter(text.partition("\n")[0])
     rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
