@@ -34,7 +34,8 @@ def test_two_notifies_on_one_postgresql_mail_each_customer_exactly_once(
             summaries.append(asyncio.run(notify_brand(brand, own, transport, FAST_RETRY)))
 
     faults = [reject(refused), disconnect(every=23, times=3)]
-    with SmtpTestServer(faults=faults, delay=0.002) as server:
+    # 20 ms a message: each run alone would take seconds, so both are surely sending at once.
+    with SmtpTestServer(faults=faults, delay=0.02) as server:
         runs = [threading.Thread(target=run, args=(server.url,)) for _ in range(2)]
         for t in runs:
             t.start()

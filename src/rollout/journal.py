@@ -1,4 +1,8 @@
-"""Delivery's journal in the state DB, written by group commit.
+"""Delivery's journal in the state DB: by group commit on PostgreSQL, directly on SQLite.
+
+On SQLite a commit is a local write of the WAL, cheaper than the thread hops below:
+`DirectJournal` commits each mark on the event loop (`journal_for` chooses). The rest of this
+docstring is about `StoreJournal`, for PostgreSQL, where a commit is a round trip.
 
 Delivery reports each message's fate: 'sending' before every SMTP transaction, the outcome
 ('sent', 'failed', 'unknown') after it, 'released' when a stop hands a tried message back.
@@ -203,3 +207,43 @@ class StoreJournal:
 
     async def flush(self) -> None:
         await self.writer.flush()
+
+
+class DirectJournal:
+    """The journal on SQLite: each mark one statement, committed on its own on the event loop
+    (durable in WAL; about 45 µs of CPU a mark). Cheaper there than handing marks to a writer
+    thread and back, which pays off only where a commit is a network round trip."""
+
+    def __init__(self, store: StateStore, brand: str, campaign: str) -> None:
+        self.store, self.brand, self.campaign = store, brand, campaign
+
+    async def __aenter__(self) -> DirectJournal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def sending(self, message: OutgoingMessage) -> None:
+        m = message
+        self.store.mark_sending(self.brand, self.campaign, m.customer_id, m.message_id, m.recipient)
+
+    def finished(self, outcome: Outcome) -> None:
+        o = outcome
+        reason = redact_addresses(o.reason)  # the address is in the customer's own row
+        self.store.mark_finished(
+            self.brand, self.campaign, o.customer_id, o.status, o.code, reason, o.permanent
+        )
+
+    def released(self, message: OutgoingMessage) -> None:
+        self.store.release(self.brand, self.campaign, message.customer_id)
+
+    async def flush(self) -> None:
+        return None
+
+
+def journal_for(store: StateStore, brand: str, campaign: str) -> DirectJournal | StoreJournal:
+    """SQLite: marks committed one by one on the loop; PostgreSQL: group commit on a thread and
+    a connection of its own (a commit there is a round trip, which must not block the loop)."""
+    if store.dialect == "sqlite":
+        return DirectJournal(store, brand, campaign)
+    return StoreJournal(lambda: StateStore(store.url), brand, campaign)

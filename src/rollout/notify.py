@@ -17,7 +17,7 @@ from datetime import date
 from rollout.brands import Brand, campaign_id
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver
 from rollout.exports import Export
-from rollout.journal import StoreJournal
+from rollout.journal import journal_for
 from rollout.messages import Composer
 from rollout.model import DeliveryStatus, PinSource, Recipient
 from rollout.shutdown import Interrupted, requested, stop_gracefully
@@ -192,8 +192,7 @@ async def _send(
     messages = outgoing(recipients, composer, brand, unusable)
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
     # SIGTERM/SIGINT: take nobody new, let the transactions in flight finish and be recorded.
-    # The journal writes on a thread and a connection of its own (rollout.journal).
-    journal = StoreJournal(lambda: StateStore(store.url), brand.slug, summary.campaign)
+    journal = journal_for(store, brand.slug, summary.campaign)  # by backend: rollout.journal
     async with journal:
         with stop_gracefully(lambda: loop.call_soon_threadsafe(stop.set)):
             stats = await deliver(messages, transport, journal, settings, progress, stop=stop)
