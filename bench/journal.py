@@ -13,14 +13,15 @@ congstar export (cheap argon2), then each run gets a fresh copy. N messages go o
   nothing;
 - notify, no journal: `notify_brand` (claims, lazy composing, delivery) with a journal that
   does nothing: the journal's cost is the difference between this row and the ones below;
-- notify, a commit per mark on the loop: the journal as it was before group commit, each mark
-  one statement and one commit, on the event loop thread (a connection of its own);
+- notify, a commit per mark on the loop: `DirectJournal`, each mark one statement and one
+  commit, on the event loop thread (what SQLite ships);
 - notify, a commit per mark on the writer thread: `StoreJournal(max_batch=1)`;
+- notify, group commit: `StoreJournal` (what PostgreSQL ships);
 - group commit, no claims: notify's path with `iter_pending` (reads only) instead of claiming
   a page at a time: what claiming costs is notify_brand minus this row;
-- notify_brand: the real entry point, as shipped (claims, group commit).
+- notify_brand: the real entry point, as shipped (claims; the journal `journal_for` picks).
 
-The "notify" rows are `notify_brand` itself, its `StoreJournal` swapped (mock.patch) for the
+The "notify" rows are `notify_brand` itself, its `journal_for` swapped (mock.patch) for the
 journal named, so they claim customers as it does (on PostgreSQL `FOR UPDATE SKIP LOCKED`, a
 page of 100 at a time, on the event loop thread). Each row runs `--repeat` times, alternating,
 and the best rate counts. Ratios are against raw. The table also gives the least CPU time of
@@ -79,10 +80,9 @@ from sqlalchemy import insert, select
 
 import rollout.notify
 from pg_server import PgServer, find_bindir
-from rollout.addresses import redact_addresses
 from rollout.brands import Brand, campaign_id, load_brand
-from rollout.delivery import DeliverySettings, Journal, Outcome, OutgoingMessage, deliver
-from rollout.journal import StoreJournal
+from rollout.delivery import DeliverySettings, Journal, OutgoingMessage, deliver
+from rollout.journal import DirectJournal, StoreJournal
 from rollout.messages import Composer
 from rollout.notify import notify_brand, outgoing
 from rollout.state import StateStore
@@ -220,48 +220,14 @@ def default_backends() -> list[str]:
 # --- journals ---------------------------------------------------------------------------------
 
 
-class LoopJournal:
-    """The journal before group commit: one statement, one commit, per mark, on the loop (with
-    a connection of its own, as notify's journal has)."""
-
-    def __init__(self, open_store: OpenStore, brand: str, campaign: str) -> None:
-        self.open_store, self.key = open_store, (brand, campaign)
-        self.store: StateStore | None = None
-
-    async def __aenter__(self) -> LoopJournal:
-        self.store = self.open_store()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.store is not None:
-            self.store.close()
-
-    def _store(self) -> StateStore:
-        assert self.store is not None
-        return self.store
-
-    async def sending(self, m: OutgoingMessage) -> None:
-        self._store().mark_sending(*self.key, m.customer_id, m.message_id, m.recipient)
-
-    def finished(self, o: Outcome) -> None:
-        reason = redact_addresses(o.reason)
-        self._store().mark_finished(*self.key, o.customer_id, o.status, o.code, reason, o.permanent)
-
-    def released(self, m: OutgoingMessage) -> None:
-        self._store().release(*self.key, m.customer_id)
-
-    async def flush(self) -> None:
-        pass
-
-
 class AsyncJournal(Journal, Protocol):
     async def __aenter__(self) -> Journal: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
 
 
-# What notify_brand calls StoreJournal with: how to open a connection, brand, campaign.
-MakeJournal = Callable[[OpenStore, str, str], AsyncJournal]
+# What notify_brand calls `journal_for` with: its store, brand, campaign.
+MakeJournal = Callable[[StateStore, str, str], AsyncJournal]
 
 
 class NoJournal(NullJournal):
@@ -275,8 +241,11 @@ class NoJournal(NullJournal):
 # notify_brand itself (claims included) with its journal swapped for the one given.
 JOURNALS: dict[str, MakeJournal] = {
     "notify, no journal": lambda o, b, c: NoJournal(),
-    "notify, a commit per mark, on the loop": LoopJournal,
-    "notify, a commit per mark, writer thread": lambda o, b, c: StoreJournal(o, b, c, max_batch=1),
+    "notify, a commit per mark, on the loop": DirectJournal,
+    "notify, a commit per mark, writer thread": lambda s, b, c: StoreJournal(
+        lambda: StateStore(s.url), b, c, max_batch=1
+    ),
+    "notify, group commit": lambda s, b, c: StoreJournal(lambda: StateStore(s.url), b, c),
 }
 
 
@@ -290,7 +259,7 @@ def send_notify_brand(
     deliver, journal, release_claims), with its journal swapped for `make`'s if given."""
     settings = DeliverySettings(connections=conns)
     swapped: AbstractContextManager[Any] = (
-        mock.patch.object(rollout.notify, "StoreJournal", make) if make else nullcontext()
+        mock.patch.object(rollout.notify, "journal_for", make) if make else nullcontext()
     )
     with open_store() as store, swapped, Timer() as t:
         summary = asyncio.run(notify_brand(brand, store, open_transport(url), settings, limit=n))
@@ -334,7 +303,7 @@ def send_no_journal(messages: list[OutgoingMessage], url: str, conns: int) -> Ti
 
 RAW, NO_JOURNAL = "raw pool (transport only)", "deliver, no journal"
 UNCLAIMED = "group commit, no claims (iter_pending)"
-NOTIFY_BRAND = "notify_brand (group commit, as shipped)"
+NOTIFY_BRAND = "notify_brand (as shipped)"
 
 
 Table = dict[str, dict[str, float]]  # row -> backend -> figure

@@ -165,8 +165,7 @@ class StoreJournal:
         campaign: str,
         max_batch: int | None = None,
     ) -> None:
-        self.writer = GroupCommit(open_store, self._apply, max_batch)
-        self.brand, self.campaign = brand, campaign
+        self.writer = GroupCommit(open_store, partial(apply_changes, brand, campaign), max_batch)
 
     async def __aenter__(self) -> StoreJournal:
         await self.writer.start()
@@ -176,34 +175,13 @@ class StoreJournal:
         await self.writer.close()
 
     async def sending(self, message: OutgoingMessage) -> None:
-        m = message
-        await self.writer.write_now(("sending", (m.customer_id, m.message_id, m.recipient)))
+        await self.writer.write_now(sending(message))
 
     def finished(self, outcome: Outcome) -> None:
-        o = outcome
-        reason = redact_addresses(o.reason)  # the address is in the customer's own row
-        self.writer.write(("finished", (o.customer_id, o.status, o.code, reason, o.permanent)))
+        self.writer.write(finished(outcome))
 
     def released(self, message: OutgoingMessage) -> None:
-        self.writer.write(("released", message.customer_id))
-
-    def _apply(self, store: StateStore, changes: list[Change]) -> None:
-        """The changes of one kind in one call each. A batch names each customer once (a
-        worker awaits its 'sending' before anything else can happen to that customer, and
-        nothing follows an outcome or a release), so the kinds may go in any order; should a
-        customer come twice, runs of one kind keep the order instead."""
-        key = (self.brand, self.campaign)
-        customers = [value if kind == "released" else value[0] for kind, value in changes]
-        if len(set(customers)) == len(customers):
-            changes = sorted(changes, key=itemgetter(0))  # stable: by kind, else as they came
-        for kind, run in groupby(changes, key=itemgetter(0)):
-            values = [value for _, value in run]
-            if kind == "sending":
-                store.mark_sending_many(*key, values)
-            elif kind == "finished":
-                store.mark_finished_many(*key, values)
-            else:
-                store.release_many(*key, values)
+        self.writer.write(released(message))
 
     async def flush(self) -> None:
         await self.writer.flush()
@@ -215,7 +193,7 @@ class DirectJournal:
     thread and back, which pays off only where a commit is a network round trip."""
 
     def __init__(self, store: StateStore, brand: str, campaign: str) -> None:
-        self.store, self.brand, self.campaign = store, brand, campaign
+        self.apply = partial(apply_changes, brand, campaign, store)
 
     async def __aenter__(self) -> DirectJournal:
         return self
@@ -224,18 +202,13 @@ class DirectJournal:
         return None
 
     async def sending(self, message: OutgoingMessage) -> None:
-        m = message
-        self.store.mark_sending(self.brand, self.campaign, m.customer_id, m.message_id, m.recipient)
+        self.apply([sending(message)])
 
     def finished(self, outcome: Outcome) -> None:
-        o = outcome
-        reason = redact_addresses(o.reason)  # the address is in the customer's own row
-        self.store.mark_finished(
-            self.brand, self.campaign, o.customer_id, o.status, o.code, reason, o.permanent
-        )
+        self.apply([finished(outcome)])
 
     def released(self, message: OutgoingMessage) -> None:
-        self.store.release(self.brand, self.campaign, message.customer_id)
+        self.apply([released(message)])
 
     async def flush(self) -> None:
         return None
@@ -247,3 +220,39 @@ def journal_for(store: StateStore, brand: str, campaign: str) -> DirectJournal |
     if store.dialect == "sqlite":
         return DirectJournal(store, brand, campaign)
     return StoreJournal(lambda: StateStore(store.url), brand, campaign)
+
+
+# --- the changes, as both journals record them ---------------------------------------------
+
+
+def sending(message: OutgoingMessage) -> Change:
+    m = message
+    return "sending", (m.customer_id, m.message_id, m.recipient)
+
+
+def finished(outcome: Outcome) -> Change:
+    o = outcome
+    reason = redact_addresses(o.reason)  # the address is in the customer's own row
+    return "finished", (o.customer_id, o.status, o.code, reason, o.permanent)
+
+
+def released(message: OutgoingMessage) -> Change:
+    return "released", message.customer_id
+
+
+def apply_changes(brand: str, campaign: str, store: StateStore, changes: list[Change]) -> None:
+    """The changes of one kind in one call each. A batch names each customer once (a worker
+    awaits its 'sending' before anything else can happen to that customer, and nothing follows
+    an outcome or a release), so the kinds may go in any order; should a customer come twice,
+    runs of one kind keep the order instead."""
+    customers = [value if kind == "released" else value[0] for kind, value in changes]
+    if len(set(customers)) == len(customers):
+        changes = sorted(changes, key=itemgetter(0))  # stable: by kind, else as they came
+    for kind, run in groupby(changes, key=itemgetter(0)):
+        values = [value for _, value in run]
+        if kind == "sending":
+            store.mark_sending_many(brand, campaign, values)
+        elif kind == "finished":
+            store.mark_finished_many(brand, campaign, values)
+        else:
+            store.release_many(brand, campaign, values)
