@@ -49,21 +49,20 @@ def brand_lock(
     """
     chosen = state_url(state_dir, url)
     if sqlite_path(chosen) is None:
-        with advisory_lock(chosen, brand, holder, shared=shared) as got:
-            if not got:
-                raise LockHeld(f"brand {brand} is {_on_postgresql(chosen, brand)}")
+        with advisory_lock(chosen, brand, holder, shared=shared) as others:
+            if others is not None:
+                raise LockHeld(f"brand {brand} is {_held_by(others)}")
             yield
         return
     with _file_lock(state_dir, brand, holder):
         yield
 
 
-def _on_postgresql(url: str, brand: str) -> str:
-    with connect(url) as db:
-        found = holders(db, brand)
-    if not found:
+def _held_by(holders_found: list[str]) -> str:
+    """The holders of a PostgreSQL brand lock, as the message of a run it keeps out says."""
+    if not holders_found:
         return "locked by another run (it has just ended: try again)"
-    return "locked by " + "; ".join(found) + "; it is released when that run ends"
+    return "locked by " + "; ".join(holders_found) + "; it is released when that run ends"
 
 
 @contextmanager
@@ -98,7 +97,7 @@ def holder_of(state_dir: Path, brand: str, url: str | None = None) -> str | None
     if sqlite_path(chosen) is None:
         with connect(chosen, read_only=True) as db:
             found = holders(db, brand)
-        return "locked by " + "; ".join(found) if found else None
+        return _held_by(found) if found else None
     path = lock_path(state_dir, brand)
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -36,15 +36,16 @@ def _keys(brand: str) -> dict[str, int]:
 
 
 @contextmanager
-def advisory_lock(url: str, brand: str, holder: str, *, shared: bool) -> Iterator[bool]:
-    """Hold the lock while the block runs; yields False (holding nothing) if it is taken."""
+def advisory_lock(url: str, brand: str, holder: str, *, shared: bool) -> Iterator[list[str] | None]:
+    """Hold the lock while the block runs (yields None); if it is taken, hold nothing and
+    yield who holds it, read on the same connection."""
     db = connect(url)
     try:
         name = f"rollout {holder} {brand} pid {os.getpid()} on {socket.gethostname()}"
         db.execute(text("SELECT set_config('application_name', :n, false)"), {"n": name[:63]})
         kind = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         got = bool(db.execute(text(f"SELECT {kind}(:k1, :k2)"), _keys(brand)).scalar())
-        yield got
+        yield None if got else holders(db, brand)
     finally:
         db.close()  # ends the session, and with it the lock
 
