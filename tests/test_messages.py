@@ -341,16 +341,26 @@ def test_german_helpers() -> None:
     assert join_de(["a", "b", "c"]) == "a, b und c"
 
 
-NAMES = ["Jörg", "Ann & Bo", "<b>fett</b>", "", "Zoë\xa0Q", 'O\'Neil "Q"', "=?utf-8?q?x?="]
+NAMES = [
+    "Jörg",
+    "Ann & Bo",
+    "<b>fett</b>",
+    "",
+    "Zoë\xa0Q",
+    'O\'Neil "Q"',
+    "=?utf-8?q?x?=",
+    "rolloutslotcustomeridzq",  # the customer number's placeholder: stays a name
+]
 
 
 @pytest.mark.parametrize("source", list(PinSource))
-def test_mails_built_from_the_inlined_skeleton_equal_full_rendering(source: PinSource) -> None:
+def test_mails_built_from_skeletons_equal_full_rendering(source: PinSource) -> None:
     composer = Composer(load_brand("jamobil"), "c")
     composer.validate()
+    assert composer._skeletons_checked  # the fast path is what is compared here
     for i, name in enumerate(NAMES):
         r = Recipient(f"K&{i}<", name, "Muster", f"k{i}@example.com", source)
-        assert composer.render(r).html == composer._inline_in_full(composer._context(r))
+        assert composer.render(r) == composer._render_in_full(composer._context(r))
 
 
 def test_a_template_that_transforms_the_name_is_rendered_in_full(tmp_path: Path) -> None:
@@ -363,3 +373,15 @@ def test_a_template_that_transforms_the_name_is_rendered_in_full(tmp_path: Path)
     composer.validate()
     mail = composer.render(Recipient("K1", "Jörg", "M", "j@example.com", PinSource.KEPT))
     assert "Hallo JÖRG," in mail.html
+
+
+def test_a_text_template_that_transforms_the_name_is_rendered_in_full(tmp_path: Path) -> None:
+    root = copy_root(tmp_path, "congstar")
+    (root / "congstar" / "body.txt.j2").write_text(
+        '{% extends "_base/layout.txt.j2" %}\n'
+        "{% block greeting %}Hallo {{ first_name|upper }},{% endblock %}\n"
+    )
+    composer = Composer(load_brand("congstar"), "c", root)
+    composer.validate()
+    mail = composer.render(Recipient("K1", "Jörg", "M", "j@example.com", PinSource.KEPT))
+    assert "Hallo JÖRG," in mail.text

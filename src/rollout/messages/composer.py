@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import re
 import traceback
 from datetime import datetime
 from email.message import EmailMessage
@@ -40,10 +41,25 @@ from rollout.messages.wording import (
 )
 from rollout.model import PinSource, Recipient
 
-# Placeholders for a customer's values in a pre-inlined HTML skeleton: plain lowercase
-# letters, which no HTML serialiser escapes or re-cases.
+# Placeholders for a customer's values in pre-rendered skeletons: plain lowercase letters,
+# which no HTML serialiser escapes or re-cases and no text filter splits.
 _NAME_SLOT = "rolloutslotfirstnamezq"
 _ID_SLOT = "rolloutslotcustomeridzq"
+_SLOTS = re.compile(f"({_NAME_SLOT}|{_ID_SLOT})")
+
+# A part rendered for stand-ins, split at the slots: text, slot, text, slot, ..., text.
+Skeleton = tuple[str, ...]
+
+
+def _skeleton(rendered: str) -> Skeleton:
+    return tuple(_SLOTS.split(rendered))
+
+
+def _fill(skeleton: Skeleton, values: dict[str, str]) -> str:
+    """The skeleton with each slot's value, in one pass: a value is never searched for slots."""
+    parts = list(skeleton)
+    parts[1::2] = [values[slot] for slot in skeleton[1::2]]
+    return "".join(parts)
 
 
 def _as_html_text(value: str) -> str:
@@ -71,9 +87,10 @@ class Composer:
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
         self._from = address_header("From", clean_name(brand.sender_name), brand.sender_address)
         self._subjects: dict[str, str] = {}
-        # Inlined HTML per (variant, has a name) with placeholders for the customer's values;
-        # trusted only after validate() has shown it equals rendering each mail in full.
-        self._skeletons: dict[tuple[str, bool], str] = {}
+        # Subject, text and inlined HTML per (variant, has a name), rendered once with slots
+        # for the customer's values; trusted only after validate() has shown that filling them
+        # equals rendering each mail in full.
+        self._skeletons: dict[tuple[str, bool], tuple[Skeleton, Skeleton, Skeleton]] = {}
         self._skeletons_checked = False
 
     # -- templates -------------------------------------------------------------------------
@@ -105,14 +122,9 @@ class Composer:
 
     def render(self, recipient: Recipient) -> Rendered:
         """Subject, plain text and HTML (CSS already inlined) for one customer."""
-        context = self._context(recipient)
-        subject = one_line(self._render(self._subject, context))
-        text = self._render(self._text, context)
         if self._skeletons_checked:
-            html = self._from_skeleton(recipient)
-        else:
-            html = self._inline_in_full(context)
-        return Rendered(subject=subject, text=text, html=html)
+            return self._from_skeletons(recipient)
+        return self._render_in_full(self._context(recipient))
 
     def _context(self, recipient: Recipient) -> dict[str, object]:
         return {
@@ -128,35 +140,47 @@ class Composer:
         except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as err:
             raise self._template_problem(err) from None
 
-    def _inline_in_full(self, context: dict[str, object]) -> str:
-        # Inline the rendered HTML, never the template source: css-inline would mangle Jinja.
-        return self._inliner.inline(self._render(self._html, context))
+    def _render_in_full(self, context: dict[str, object]) -> Rendered:
+        return Rendered(
+            subject=one_line(self._render(self._subject, context)),
+            text=self._render(self._text, context),
+            # Inline the rendered HTML, never the template source: css-inline mangles Jinja.
+            html=self._inliner.inline(self._render(self._html, context)),
+        )
 
-    def _from_skeleton(self, recipient: Recipient) -> str:
-        """CSS inlining is a fifth of a mail's cost, and its result depends only on the variant
-        and whether there is a name: inline once, then put each customer's escaped values in."""
+    def _from_skeletons(self, recipient: Recipient) -> Rendered:
+        """Rendering (and CSS inlining above all) is most of a mail's cost, and its result
+        depends only on the variant and whether there is a name: render once with slots,
+        then put each customer's values in (escaped for HTML)."""
         name = one_line(recipient.first_name)
         key = (PinSource(recipient.pin_source).value, bool(name))
-        skeleton = self._skeletons.get(key)
-        if skeleton is None:
+        skeletons = self._skeletons.get(key)
+        if skeletons is None:
             stand_in = {"first_name": _NAME_SLOT if name else "", "customer_id": _ID_SLOT}
-            skeleton = self._inline_in_full({**self._context(recipient), **stand_in})
-            self._skeletons[key] = skeleton
-        filled = skeleton.replace(_NAME_SLOT, _as_html_text(name))
-        return filled.replace(_ID_SLOT, _as_html_text(recipient.customer_id))
+            full = self._render_in_full({**self._context(recipient), **stand_in})
+            skeletons = (_skeleton(full.subject), _skeleton(full.text), _skeleton(full.html))
+            self._skeletons[key] = skeletons
+        subject, text, html = skeletons
+        plain = {_NAME_SLOT: name, _ID_SLOT: recipient.customer_id}
+        escaped = {slot: _as_html_text(value) for slot, value in plain.items()}
+        return Rendered(
+            subject=one_line(_fill(subject, plain)),
+            text=_fill(text, plain),
+            html=_fill(html, escaped),
+        )
 
     def validate(self) -> None:
         """Render both variants for a hostile sample customer; raise TemplateProblem if unfit.
 
-        Also decides whether mails may be built from pre-inlined skeletons: only if, for the
-        samples, that gives the same HTML as rendering and inlining each mail in full (a
-        template that transforms or tests a name's value would not).
+        Also decides whether mails may be built from skeletons: only if, for the samples,
+        that gives the same subject, text and HTML as rendering each mail in full (a template
+        that transforms or tests a name's value would not).
         """
         same = True  # byte for byte, or a '|safe' in a template could hide behind our escaping
         for source in PinSource:
             for recipient in (sample_recipient(source), _plain_sample(source)):
-                full = self._inline_in_full(self._context(recipient))
-                same &= self._from_skeleton(recipient) == full
+                full = self._render_in_full(self._context(recipient))
+                same &= self._from_skeletons(recipient) == full
         self._skeletons_checked = same
         for source in PinSource:
             recipient = sample_recipient(source)
