@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email
 import email.policy
@@ -25,6 +26,7 @@ from rollout.messages import (
     sample_recipient,
     to_bytes,
 )
+from rollout.messages.wire import encoded_words
 from rollout.model import PinSource, Recipient
 
 BRANDS = ("congstar", "jamobil", "pennymobil")
@@ -385,3 +387,15 @@ def test_a_text_template_that_transforms_the_name_is_rendered_in_full(tmp_path: 
     composer.validate()
     mail = composer.render(Recipient("K1", "Jörg", "M", "j@example.com", PinSource.KEPT))
     assert "Hallo JÖRG," in mail.text
+
+
+@pytest.mark.parametrize("name", ["Jörg", "ü" * 23, "Zoë 🙂" * 12, "a" * 44 + "ü", "🙂" * 30])
+def test_encoded_words_hold_whole_characters_within_the_limits(name: str) -> None:
+    encoded = encoded_words(name)
+    lines = f"From: {encoded}".split("\r\n")
+    assert max(len(line) for line in lines) <= 78
+    words = [line.strip() for line in encoded.split("\r\n")]
+    assert all(len(w) <= 75 and w.startswith("=?utf-8?b?") and w.endswith("?=") for w in words)
+    # Each word decodes on its own (no character split between two) and together they are it.
+    decoded = [base64.b64decode(w[len("=?utf-8?b?") : -2]).decode("utf-8") for w in words]
+    assert "".join(decoded) == name

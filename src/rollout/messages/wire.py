@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import email.policy
 import re
+from base64 import b64encode
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
@@ -82,6 +83,26 @@ def header_text(name: str, text: str) -> str:
     return Header(text, charset, header_name=name).encode(linesep="\r\n")
 
 
+# An encoded word carries at most 45 bytes of UTF-8: base64 makes 60 characters of them, and
+# "=?utf-8?b?...?=" 72, within RFC 2047's 75 and, after "From: ", within 78 columns.
+_WORD_BYTES = 45
+
+
+def encoded_words(text: str) -> str:
+    """`text` as RFC 2047 encoded words (base64 of UTF-8), each on a line of its own after the
+    first (CRLF, space) and never splitting a character. What `header_text` writes, without
+    `email.header`'s cost (about 70 µs a name): names differ from mail to mail."""
+    words, chunk, size = [], "", 0
+    for char in text:
+        width = len(char.encode())
+        if size + width > _WORD_BYTES:
+            words.append(chunk)
+            chunk, size = "", 0
+        chunk, size = chunk + char, size + width
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{b64encode(w.encode()).decode('ascii')}?=" for w in words)
+
+
 def to_header(recipient: Recipient) -> str:
     """The To value; raises ValueError for an address these messages cannot carry."""
     # The intake's own check, asserted again: IDN domains come back in punycode, and anything
@@ -103,18 +124,18 @@ def address_header(field: str, name: str, addr: str) -> str:
         raise ValueError(f"not a plain e-mail address: {addr!r}")
     if not name:
         return addr
-    phrase = _phrase(field, name)
+    phrase = _phrase(name)
     last_line = phrase.rpartition("\n")[2] if "\n" in phrase else f"{field}: {phrase}"
     fold = " " if len(last_line) + len(addr) + 3 <= 78 else "\r\n "
     return f"{phrase}{fold}<{addr}>"
 
 
-def _phrase(field: str, name: str) -> str:
+def _phrase(name: str) -> str:
     if _ATOMS.fullmatch(name):
         return name
     if name.isascii():  # printable: clean_name removed control characters
         return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return header_text(field, name)
+    return encoded_words(name)
 
 
 def aware(value: datetime | None) -> datetime:
