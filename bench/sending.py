@@ -70,7 +70,7 @@ from rollout.assign import assign_pins, local_hash_map  # noqa: E402
 from rollout.brands import Brand, campaign_id, load_brand  # noqa: E402
 from rollout.delivery import DeliverySettings, Outcome, OutgoingMessage, deliver  # noqa: E402
 from rollout.exports import export_path, open_export  # noqa: E402
-from rollout.journal import StoreJournal  # noqa: E402
+from rollout.journal import journal_for  # noqa: E402
 from rollout.messages import Composer  # noqa: E402
 from rollout.model import Recipient  # noqa: E402
 from rollout.notify import notify_brand, outgoing  # noqa: E402
@@ -234,11 +234,12 @@ def breakdown(
     state_dir = fresh_state(prepared, work / "journal")
 
     async def journal_alone() -> None:  # one message at a time: no two 'sending' marks together
-        opener = lambda: StateStore.in_dir(state_dir)  # noqa: E731
-        async with StoreJournal(opener, brand.slug, campaign_id(brand)) as journal:
-            for m in messages:
-                await journal.sending(m)
-                journal.finished(Outcome(m.customer_id, m.message_id, "sent", 1, 250, "250 OK"))
+        with StateStore.in_dir(state_dir) as store:
+            async with journal_for(store, brand.slug, campaign_id(brand)) as journal:
+                for m in messages:
+                    await journal.sending(m)
+                    outcome = Outcome(m.customer_id, m.message_id, "sent", 1, 250, "250 OK")
+                    journal.finished(outcome)
 
     with Timer() as t:
         asyncio.run(journal_alone())

@@ -58,10 +58,15 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def _db_errors() -> tuple[type[Exception], ...]:
-    """The state DB's errors: sqlite3's, and SQLAlchemy's once it has been imported (before
-    that, none of its errors can have been raised)."""
-    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
-    return (sqlite3.Error, *([sqlalchemy_errors.DBAPIError] if sqlalchemy_errors else []))
+    """The state DB's errors: sqlite3's, SQLAlchemy's and psycopg's (the journal's own
+    connection on PostgreSQL), each once it has been imported (before that, none of its
+    errors can have been raised)."""
+    sqlalchemy_errors, psycopg = sys.modules.get("sqlalchemy.exc"), sys.modules.get("psycopg")
+    return (
+        sqlite3.Error,
+        *([sqlalchemy_errors.DBAPIError] if sqlalchemy_errors else []),
+        *([psycopg.Error] if psycopg else []),
+    )
 
 
 def reported() -> tuple[type[BaseException], ...]:

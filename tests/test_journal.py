@@ -1,5 +1,6 @@
-"""The journal's group commit against a real SMTP server and a real state DB: fewer commits
-than marks, 'sending' committed before the server sees the message, a failed commit stops."""
+"""The journal against a real SMTP server and a real state DB: on PostgreSQL, group commit
+(fewer commits than marks, deliver returns once all are committed); on both backends,
+'sending' committed before the server sees the message and a failed commit stops delivery."""
 
 from __future__ import annotations
 
@@ -8,81 +9,56 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from test_delivery import outgoing
 from test_notify import notify, prepared_state
 
 from rollout.brands import campaign_id, load_brand
 from rollout.delivery import DeliverySettings, DeliveryStats, deliver
-from rollout.journal import StoreJournal
+from rollout.journal import DirectJournal, GroupCommit, GroupJournal, journal_for
 from rollout.state import StateStore
-from rollout.state.connect import sqlite_path
+from rollout.state.connect import postgresql_params, sqlite_path
+from rollout.state.pg_journal import PostgresJournalWriter
 from rollout.transports import open_transport
 from smtp_server import Received, SmtpTestServer
 
 BRAND, CAMPAIGN = "congstar", "legi-pin-congstar-20260701"
 
 
-class CountingStore(StateStore):
-    """The real state store; it counts the transactions it committed and the marks in them."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.commits = 0
-        self.marks = 0
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with super().transaction() as db:
-            yield db
-        self.commits += 1
-
-    def mark_sending_many(self, brand: str, campaign: str, sends: Sequence[Any]) -> None:
-        self.marks += len(sends)
-        super().mark_sending_many(brand, campaign, sends)
-
-    def mark_finished_many(self, brand: str, campaign: str, outcomes: Sequence[Any]) -> None:
-        self.marks += len(outcomes)
-        super().mark_finished_many(brand, campaign, outcomes)
-
-    def release_many(self, brand: str, campaign: str, customer_ids: Sequence[str]) -> None:
-        self.marks += len(customer_ids)
-        super().release_many(brand, campaign, customer_ids)
-
-
 @dataclass
 class Journalled:
     stats: DeliveryStats
-    store: CountingStore  # the journal's own, opened on its thread
+    batches: GroupCommit | None  # PostgreSQL's group commit: what it committed
     at_return: Counter[str]  # the statuses in the DB as deliver returned
 
 
 def send_journalled(
     url: str, state: str, n: int, connections: int, max_batch: int | None = None
 ) -> Journalled:
-    opened: list[CountingStore] = []
+    """`n` messages through `deliver`, journalled as notify does on the state DB's backend
+    (on PostgreSQL in batches of at most `max_batch`)."""
 
-    def open_store() -> CountingStore:
-        opened.append(CountingStore(state))
-        return opened[-1]
-
-    async def run() -> tuple[DeliveryStats, Counter[str]]:
+    async def run(store: StateStore) -> Journalled:
+        journal: DirectJournal | GroupJournal = journal_for(store, BRAND, CAMPAIGN)
+        if isinstance(journal, GroupJournal):
+            journal = GroupJournal(PostgresJournalWriter(state, BRAND, CAMPAIGN), max_batch)
         settings = DeliverySettings(connections=connections)
-        async with StoreJournal(open_store, BRAND, CAMPAIGN, max_batch) as journal:
+        async with journal:
             stats = await deliver(outgoing(n), open_transport(url), journal, settings)
-            return stats, statuses(state)
+            at_return = statuses(state)
+        batches = journal.batches if isinstance(journal, GroupJournal) else None
+        return Journalled(stats, batches, at_return)
 
-    stats, at_return = asyncio.run(run())
-    (store,) = opened  # one connection
-    return Journalled(stats, store, at_return)
+    with StateStore(state) as store:
+        return asyncio.run(run(store))
 
 
 def statuses(state: str) -> Counter[str]:
@@ -119,48 +95,48 @@ def another_writer(state: str) -> Iterator[None]:
         thread.join()
 
 
-def test_marks_that_meet_share_a_commit_and_everyone_is_sent_once(state_url: str) -> None:
+def test_marks_that_meet_share_a_commit_and_everyone_is_sent_once(fresh_postgres_db: str) -> None:
     n = 400
-    StateStore(state_url).close()
-    with SmtpTestServer() as server, another_writer(state_url):  # commits take their time
-        run = send_journalled(server.url, state_url, n, connections=8)
+    StateStore(fresh_postgres_db).close()
+    with SmtpTestServer() as server:
+        run = send_journalled(server.url, fresh_postgres_db, n, connections=8)
         received = server.received
 
-    assert run.stats.sent == n
-    assert run.store.marks == 2 * n  # 'sending' and 'sent' for each
-    assert 0 < run.store.commits < run.store.marks  # marks that met were committed together
+    assert run.stats.sent == n and run.batches is not None
+    assert run.batches.writes == 2 * n  # 'sending' and 'sent' for each
+    assert 0 < run.batches.commits < run.batches.writes  # marks that met were committed together
     # Every customer was taken by the server once, and the DB says 'sent' for each as soon as
     # deliver returned: it flushed the outcomes first.
     assert Counter(r.message_id for r in received) == {m.message_id: 1 for m in outgoing(n)}
     assert run.at_return == Counter({"sent": n})
 
 
-def test_deliver_returns_once_every_outcome_is_committed(tmp_path: Path) -> None:
-    path, n = tmp_path / "state.sqlite3", 20
-    state = f"sqlite:///{path}"
+def test_deliver_returns_once_every_outcome_is_committed(fresh_postgres_db: str) -> None:
+    state, n = fresh_postgres_db, 20
     StateStore(state).close()
     last = list(outgoing(n))[-1].message_id
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other = psycopg.connect(**postgresql_params(state), autocommit=True)
 
-    def hold_the_lock(received: Received) -> None:  # the last message's 'sent' has to wait
+    def hold_the_row(received: Received) -> None:  # the last message's 'sent' has to wait
         if received.message_id == last:
-            other.execute("BEGIN IMMEDIATE")
+            other.execute("BEGIN")
+            other.execute("SELECT 1 FROM deliveries WHERE message_id = %s FOR UPDATE", [last])
             threading.Timer(0.3, other.execute, ["COMMIT"]).start()
 
-    with SmtpTestServer(on_receive=hold_the_lock) as server:
+    with SmtpTestServer(on_receive=hold_the_row) as server:
         run = send_journalled(server.url, state, n, connections=1)
     other.close()
     assert run.at_return == Counter({"sent": n})
 
 
-def test_one_commit_per_mark_without_grouping(state_url: str) -> None:
+def test_one_commit_per_mark_without_grouping(fresh_postgres_db: str) -> None:
     """The counting itself is right: with batches of one, commits and marks agree."""
     n = 50
-    StateStore(state_url).close()
+    StateStore(fresh_postgres_db).close()
     with SmtpTestServer() as server:
-        run = send_journalled(server.url, state_url, n, connections=4, max_batch=1)
-    assert run.stats.sent == n
-    assert run.store.commits == run.store.marks == 2 * n
+        run = send_journalled(server.url, fresh_postgres_db, n, connections=4, max_batch=1)
+    assert run.stats.sent == n and run.batches is not None
+    assert run.batches.commits == run.batches.writes == 2 * n
     assert run.at_return == Counter({"sent": n})
 
 
@@ -187,26 +163,42 @@ def test_sending_is_committed_before_the_server_sees_the_message(
     assert Counter(d.status for d in store.deliveries("jamobil", campaign)) == {"sent": 120}
 
 
-def test_a_failed_commit_stops_delivery_and_propagates(tmp_path: Path) -> None:
-    path, n = tmp_path / "state.sqlite3", 300
-    state = f"sqlite:///{path}"
-    StateStore(state).close()
-    with sqlite3.connect(path) as db:  # the DB refuses the 20th outcome, as a full disk would
-        db.execute(
-            """
-            CREATE TRIGGER refuse BEFORE UPDATE ON deliveries
-            WHEN NEW.status = 'sent' AND (SELECT count(*) FROM deliveries
-                                          WHERE status = 'sent') >= 19
-            BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END
-            """
-        )
-    with SmtpTestServer() as server, pytest.raises(DBAPIError, match="disk is full"):
-        send_journalled(server.url, state, n, connections=4)
+# The DB refuses the 20th outcome, as a full disk would.
+REFUSE_THE_20TH_OUTCOME = {
+    "sqlite": [
+        """CREATE TRIGGER refuse BEFORE UPDATE ON deliveries
+        WHEN NEW.status = 'sent' AND (SELECT count(*) FROM deliveries
+                                      WHERE status = 'sent') >= 19
+        BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"""
+    ],
+    "postgresql": [
+        """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            IF NEW.status = 'sent' AND (SELECT count(*) FROM deliveries
+                                        WHERE status = 'sent') >= 19 THEN
+                RAISE EXCEPTION 'database or disk is full (test)';
+            END IF;
+            RETURN NEW;
+        END $$""",
+        "CREATE TRIGGER refuse BEFORE UPDATE ON deliveries FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+}
+
+
+def test_a_failed_commit_stops_delivery_and_propagates(state_url: str) -> None:
+    n = 300
+    with StateStore(state_url) as store:
+        for statement in REFUSE_THE_20TH_OUTCOME[store.dialect]:
+            store.db.exec_driver_sql(statement)
+    with (
+        SmtpTestServer() as server,
+        pytest.raises((DBAPIError, psycopg.Error), match="disk is full"),
+    ):
+        send_journalled(server.url, state_url, n, connections=4)
     accepted = server.accepted
     assert accepted < n  # it stopped
-    found = statuses(state)
+    found = statuses(state_url)
     # The failed commit took the outcomes with it that it held. What the server took is 'sent'
     # or still 'sending' (reported 'unknown' next time): none of it is pending again, so none
     # of it is mailed twice.
-    assert 0 < found["sent"] <= 19 and found["sent"] + found["sending"] >= accepted
+    assert 0 < found["sent"] <= accepted and found["sent"] + found["sending"] >= accepted
     assert set(found) <= {"sent", "sending"}

@@ -4,7 +4,8 @@ Every test runs on SQLite and on a real PostgreSQL server (the `state_url` fixtu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,11 +122,46 @@ def test_two_runners_never_claim_the_same_customer(state_url: str) -> None:
         a.record_chunk("congstar", [customer(f"{i:03d}") for i in range(30)], [])
         firsts = a.claim_pending("congstar", "c1", limit=10)
         seconds = b.claim_pending("congstar", "c1", limit=10)
-        rest = list(a.iter_claimed("congstar", "c1", page=4))
-        claimed = [r.customer_id for r in (*firsts, *seconds, *rest)]
-        assert sorted(claimed) == [f"{i:03d}" for i in range(30)]  # each once
-        assert b.claim_pending("congstar", "c1") == []
-        assert a.counts("congstar", "c1")["deliveries"] == {"sending": 30}
+        with a.claims("congstar", "c1", page=4) as more:
+            rest = list(more)
+            claimed = [r.customer_id for r in (*firsts, *seconds, *rest)]
+            assert sorted(claimed) == [f"{i:03d}" for i in range(30)]  # each once
+            assert b.claim_pending("congstar", "c1") == []
+            assert a.counts("congstar", "c1")["deliveries"] == {"sending": 30}
+        # Leaving gave back a's claims never handed to the server; on PostgreSQL b's are still
+        # b's (on SQLite one run holds the brand: every claim there is its own).
+        left = {} if state_url.startswith("sqlite") else {"sending": 10}
+        assert a.counts("congstar", "c1")["deliveries"] == left
+        assert [r.customer_id for r in a.iter_pending("congstar", "c1", limit=1)] == ["000"]
+
+
+def test_claims_are_one_page_ahead_of_the_reader_and_never_beyond_the_limit(
+    state_url: str,
+) -> None:
+    with StateStore(state_url) as a:
+        a.record_chunk("congstar", [customer(f"{i:03d}") for i in range(30)], [])
+        with a.claims("congstar", "c1", limit=10, page=4) as recipients:
+            first = next(recipients)
+            assert first.customer_id == "000"
+            # Page 1 is being read, page 2 is claimed meanwhile on the claims thread.
+            assert wait_for(lambda: claimed(a) == 8), claimed(a)
+            rest = [r.customer_id for r in recipients]
+            assert rest == [f"{i:03d}" for i in range(1, 10)]  # 10, the limit: no more
+            assert claimed(a) == 10
+        assert claimed(a) == 0
+
+
+def claimed(store: StateStore) -> int:
+    return store.counts("congstar", "c1")["deliveries"].get("sending", 0)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_claims_never_sent_go_back_and_a_runner_that_is_gone_loses_its_claims(

@@ -18,6 +18,7 @@ from uuid import UUID
 
 import pytest
 from conftest import REPO, SAMPLES
+from test_journal import REFUSE_THE_20TH_OUTCOME
 from test_notify import prepared_state, reachable
 
 from rollout.brands import campaign_id, load_brand
@@ -180,6 +181,27 @@ def test_a_full_disk_is_one_line_and_exit_4(tmp_path: Path, child_env: dict[str,
     assert line.startswith("rollout: error: ") and str(state) in line, line  # names the file
     assert "SQLITE_FULL" in line or "ENOSPC" in line, line
     assert "Traceback" not in done.stderr
+
+
+def test_a_state_db_that_refuses_an_outcome_is_one_line_and_exit_4(
+    tmp_path: Path, backend_env: dict[str, str]
+) -> None:
+    """The journal's own connection failing mid-send (on PostgreSQL psycopg's, not
+    SQLAlchemy's) stops notify with one line naming the state DB; nothing is mailed twice."""
+    url = backend_env.get("ROLLOUT_STATE_URL")
+    with prepared_state(tmp_path, url=url) as store:
+        for statement in REFUSE_THE_20TH_OUTCOME[store.dialect]:
+            store.db.exec_driver_sql(statement)
+    with SmtpTestServer() as server:
+        args = ["notify", "--brand", "jamobil", "--state-dir", str(tmp_path), "--after-deadline"]
+        done = rollout(*args, "--transport", server.url, env=backend_env)
+        accepted = server.accepted
+    assert done.returncode == 4, done.stderr
+    line = last_line(done.stderr)
+    assert line.startswith("rollout: error: state DB ") and "disk is full (test)" in line, line
+    assert "Traceback" not in done.stderr
+    statuses = _statuses(tmp_path, backend_env)
+    assert set(statuses) <= {"sent", "sending"} and statuses.total() >= accepted, statuses
 
 
 # --- signals ----------------------------------------------------------------------------------

@@ -118,11 +118,8 @@ async def notify_brand(
     summary.unknown_found = store.mark_interrupted(brand.slug, summary.campaign)
     # Claimed a page at a time as the queue takes them: another run sharing the DB
     # (PostgreSQL) never gets the same customers; what is claimed but not sent goes back.
-    recipients = store.iter_claimed(brand.slug, summary.campaign, limit)
-    try:
+    with store.claims(brand.slug, summary.campaign, limit) as recipients:
         await _send(brand, store, composer, transport, settings, recipients, summary, progress)
-    finally:
-        store.release_claims(brand.slug, summary.campaign)
     return summary
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -121,12 +122,29 @@ def _sqlite_read_only(path: Path) -> sqlite3.Connection:
 
 
 def _postgresql_engine(url: URL, read_only: bool) -> Engine:
-    args: dict[str, object] = {"application_name": "rollout", "connect_timeout": 10}
+    args = _postgresql_args(read_only)
+    return create_engine(url, poolclass=NullPool, connect_args=args, isolation_level="AUTOCOMMIT")
+
+
+def _postgresql_args(read_only: bool) -> dict[str, Any]:
+    args: dict[str, Any] = {"application_name": "rollout", "connect_timeout": 10}
     if password := os.environ.get(PASSWORD_VARIABLE):
         args["password"] = password
     if read_only:
         args["options"] = "-c default_transaction_read_only=on"
-    return create_engine(url, poolclass=NullPool, connect_args=args, isolation_level="AUTOCOMMIT")
+    return args
+
+
+def postgresql_params(url: str) -> dict[str, Any]:
+    """psycopg's connection parameters for a PostgreSQL state URL, as `connect` uses them
+    (host, port, database, user, the URL's query such as sslmode, and the password from the
+    environment): for a connection of psycopg's own, such as the journal's async one."""
+    parsed = parse(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise StateUrlError(f"state URL {shown(parsed)}: not a PostgreSQL database")
+    _, params = create_engine(parsed).dialect.create_connect_args(parsed)
+    params.pop("context", None)  # SQLAlchemy's own type adapters
+    return {**params, **_postgresql_args(read_only=False)}
 
 
 def has_tables(db: Connection) -> bool:

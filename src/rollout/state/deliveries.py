@@ -9,7 +9,9 @@ On SQLite one run holds the brand, so every claim it finds is a dead run's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from rollout.model import PinSource, Recipient
 from rollout.state import schema
@@ -71,7 +73,8 @@ _GONE = {
           AND l.objid::text = split_part(deliveries.runner, '@', 1))""",
     "sqlite": "",
 }
-_ME = f"""
+# This connection's runner name (backend pid@start), its advisory lock taken as it is named.
+RUNNER_NAME = f"""
     SELECT pg_advisory_lock({_RUNNER_LOCKS}, pg_backend_pid()),
            pid || '@' || extract(epoch FROM backend_start)
     FROM pg_stat_activity WHERE pid = pg_backend_pid()
@@ -109,7 +112,7 @@ class Deliveries(Connected):
     def runner(self) -> str:
         """This connection's name in the claims it makes."""
         if self._runner is None:
-            mine = self._rows(sql(_ME))[0][1] if self.dialect == "postgresql" else "local"
+            mine = self._rows(sql(RUNNER_NAME))[0][1] if self.dialect == "postgresql" else "local"
             self._runner = str(mine)
         return self._runner
 
@@ -126,9 +129,10 @@ class Deliveries(Connected):
         self, brand: str, campaign: str, limit: int | None = None, page: int = 1000
     ) -> Iterator[Recipient]:
         """All pending recipients (at most `limit`), a page at a time so memory stays flat."""
-        return self._paged(
+        pages = self._pages(
             lambda after, n: self.pending_recipients(brand, campaign, after, n), limit, page
         )
+        return (recipient for batch in pages for recipient in batch)
 
     def claim_pending(
         self, brand: str, campaign: str, after: str = "", limit: int = 500
@@ -150,26 +154,45 @@ class Deliveries(Connected):
                 rows = self._rows(_RECIPIENTS, {"brand": brand, "ids": ids}) if ids else []
         return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
 
-    def iter_claimed(
+    @contextmanager
+    def claims(
         self, brand: str, campaign: str, limit: int | None = None, page: int = 100
-    ) -> Iterator[Recipient]:
-        """Claim and yield pending recipients (at most `limit`), a page when the last is used.
+    ) -> Iterator[Iterator[Recipient]]:
+        """Pending recipients (at most `limit`), claimed a page at a time; on leaving, this
+        runner's claims never handed to the server go back to pending.
 
-        Small pages: runs sharing the DB split the brand finely, and a run that dies holds
-        few claims (the next run takes them back)."""
-        return self._paged(
-            lambda after, n: self.claim_pending(brand, campaign, after, n), limit, page
-        )
+        The next page is claimed on a thread while this one is used, so whoever iterates (the
+        event loop, sending) never waits for the state DB unless it is the slower. Small
+        pages: runs sharing the DB split the brand finely, and a run that dies holds few
+        claims (the next run takes them back).
+        """
+        pages = self._pages(lambda a, n: self.claim_pending(brand, campaign, a, n), limit, page)
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="claims")
+        fetching = [ahead.submit(next, pages, None)]
+
+        def recipients() -> Iterator[Recipient]:
+            while (claimed := fetching[0].result()) is not None:
+                fetching[0] = ahead.submit(next, pages, None)
+                yield from claimed
+
+        try:
+            yield recipients()
+        finally:
+            ahead.shutdown(wait=True)  # a page being claimed is claimed before it goes back
+            pages.close()
+            self.release_claims(brand, campaign)
 
     @staticmethod
-    def _paged(
+    def _pages(
         fetch: Callable[[str, int], list[Recipient]], limit: int | None, page: int
-    ) -> Iterator[Recipient]:
+    ) -> Generator[list[Recipient], None, None]:
+        """Keyset paging: `fetch(after, n)` pages, until one is short or `limit` is reached."""
         after, left = "", limit
         while left is None or left > 0:
             size = page if left is None else min(page, left)
             batch = fetch(after, size)
-            yield from batch
+            if batch:
+                yield batch
             if len(batch) < size:
                 return
             after = batch[-1].customer_id
