@@ -202,3 +202,31 @@ def test_a_failed_commit_stops_delivery_and_propagates(state_url: str) -> None:
     # of it is mailed twice.
     assert 0 < found["sent"] <= accepted and found["sent"] + found["sending"] >= accepted
     assert set(found) <= {"sent", "sending"}
+
+
+# The DB refuses every 'sending' mark (a new delivery row), as a full disk would.
+REFUSE_EVERY_SENDING_MARK = {
+    "sqlite": [
+        """CREATE TRIGGER refuse BEFORE INSERT ON deliveries
+        BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"""
+    ],
+    "postgresql": [
+        """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            RAISE EXCEPTION 'database or disk is full (test)';
+        END $$""",
+        "CREATE TRIGGER refuse BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+}
+
+
+def test_no_message_is_handed_over_before_its_sending_mark_is_recorded(state_url: str) -> None:
+    """The mark's commit overlaps MAIL FROM and RCPT TO, but DATA waits for it: when it
+    fails, the server has taken nothing, and delivery stops with the DB's error."""
+    with StateStore(state_url) as store:
+        for statement in REFUSE_EVERY_SENDING_MARK[store.dialect]:
+            store.db.exec_driver_sql(statement)
+    refused = pytest.raises((DBAPIError, psycopg.Error), match="disk is full")
+    with SmtpTestServer() as server, refused:
+        send_journalled(server.url, state_url, 20, connections=4)
+    assert server.accepted == 0 and server.received == []
+    assert statuses(state_url) == Counter()

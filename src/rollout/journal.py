@@ -9,9 +9,9 @@ Delivery reports each message's fate: 'sending' before every SMTP transaction, t
 Written one by one, each report would cost a round trip and a commit, and that would cap the
 sending rate. So the reports go through a `GroupCommit`: the reports that arrive while a batch
 is being written are written together, as the next batch, as soon as it ends; a report after a
-quiet spell is written at once, alone: nothing waits for a batch to fill. A batch is a few
-statements on the event loop (`rollout.state.pg_journal`: psycopg's async connection, one
-statement per kind of change, one commit), so the loop goes on with SMTP meanwhile.
+quiet spell is written at once, alone: nothing waits for a batch to fill. A batch is one
+round trip on the event loop (`rollout.state.pg_journal`: psycopg's async connection, in
+pipeline mode, one commit), so the loop goes on with SMTP meanwhile.
 
 - 'sending' is awaited: a worker starts its SMTP transaction only once its mark is committed.
   A crash after the server took the message therefore leaves it 'sending', which the next run
@@ -251,11 +251,6 @@ def runs(changes: list[Change]) -> list[tuple[str, list[Any]]]:
 
 
 def apply_changes(brand: str, campaign: str, store: StateStore, changes: list[Change]) -> None:
-    """The changes through the store's own statements, a run of one kind in one call."""
+    """The changes through the store, a run of one kind in one call."""
     for kind, values in runs(changes):
-        if kind == "sending":
-            store.mark_sending_many(brand, campaign, values)
-        elif kind == "finished":
-            store.mark_finished_many(brand, campaign, values)
-        else:
-            store.release_many(brand, campaign, values)
+        store.record_changes(brand, campaign, kind, values)

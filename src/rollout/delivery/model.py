@@ -39,8 +39,8 @@ class Journal(Protocol):
     """
 
     async def sending(self, message: OutgoingMessage) -> None:
-        """Right before each SMTP transaction (every attempt): record 'sending', and return
-        only once that is durable."""
+        """As each SMTP transaction (every attempt) begins: record 'sending', and return only
+        once that is durable. The transport hands the message over (DATA) only after that."""
 
     def finished(self, outcome: Outcome) -> None:
         """After the server's 250 ('sent'), a 5xx or the last failed attempt ('failed'), or

@@ -21,7 +21,9 @@ from rollout.transports import (
     CampaignBlocked,
     Connection,
     ConnectionFailed,
+    DeliveryError,
     PermanentError,
+    Reply,
     TransientError,
     Transport,
 )
@@ -222,14 +224,9 @@ class Run:
         if self.stopping:
             self._leave(job)
             return
-        message = job.message
         job.attempts += 1
-        await self.journal.sending(message)  # durable before the server sees anything
-        if self.stopping:  # halted meanwhile: the transaction has not begun
-            self._leave(job)
-            return
         try:
-            reply = await connection.send(message.sender, message.recipient, message.data)
+            reply = await self._send(connection, job.message)
         except CampaignBlocked as exc:
             self._halt(exc)
             self._leave(job)
@@ -242,6 +239,22 @@ class Run:
                 self._retry_or_fail(job, exc)
         else:
             self._finish(job, DeliveryStatus.SENT, reply.code, reply.reason)
+
+    async def _send(self, connection: Connection, message: OutgoingMessage) -> Reply:
+        """One SMTP transaction, its 'sending' mark durable before the server can take the
+        message: the transport awaits the mark before DATA, so the commit's round trip
+        overlaps MAIL FROM and RCPT TO instead of coming before them."""
+        marked = asyncio.ensure_future(self.journal.sending(message))
+        try:
+            return await connection.send(
+                message.sender, message.recipient, message.data, ready=marked
+            )
+        except DeliveryError:
+            await marked  # the attempt is on record before its outcome (or its error stops us)
+            raise
+        finally:
+            if not marked.done():  # the transport failed some other way: nothing left behind
+                marked.cancel()
 
     def _retire(self, exc: ConnectionFailed) -> None:
         # The server may allow fewer connections than we open: the pool shrinks to fit. When

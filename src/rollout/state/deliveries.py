@@ -12,18 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 from rollout.model import PinSource, Recipient
 from rollout.state import schema
 from rollout.state.base import Connected, sql
 from rollout.state.records import DELIVERY_COLUMNS, Delivery, delivery_from_row
 
+# Each NOT EXISTS probes the other table's primary key for one candidate customer. `OFFSET 0`
+# keeps PostgreSQL from turning them into joins: with statistics from before a wave (no
+# deliveries of this campaign yet) it planned a scan of every delivery for each page claimed,
+# quadratic in the wave's size. SQLite probes the keys either way.
 _NOT_MAILED = """
     c.brand = :brand AND c.email_problem IS NULL AND c.customer_id > :after
     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.brand = c.brand
-                    AND d.campaign = :campaign AND d.customer_id = c.customer_id)
+                    AND d.campaign = :campaign AND d.customer_id = c.customer_id
+                    LIMIT 1 OFFSET 0)
     AND NOT EXISTS (SELECT 1 FROM bounce_marks m WHERE m.brand = c.brand
-                    AND m.customer_id = c.customer_id AND m.mark = 'complaint')
+                    AND m.customer_id = c.customer_id AND m.mark = 'complaint'
+                    LIMIT 1 OFFSET 0)
 """
 _PENDING = sql(
     "SELECT c.customer_id, c.first_name, c.last_name, c.email, c.pin_source FROM customers c "
@@ -103,6 +110,30 @@ _RELEASE = sql(
 )
 # A finished delivery: (customer_id, status, code, reason, permanent).
 Finished = tuple[str, str, int | None, str, bool]
+# Delivery's changes, each kind one statement per customer (keyed by the primary key, so
+# always an index probe, however stale the planner's statistics).
+CHANGES = {"sending": _SENDING, "finished": _FINISHED, "released": _RELEASE}
+
+
+def change_params(
+    kind: str, brand: str, campaign: str, values: Sequence[Any], runner: str
+) -> list[dict[str, Any]]:
+    """Each change's parameters for its statement in CHANGES: 'sending' (customer_id,
+    message_id, address), 'finished' (a `Finished`), 'released' (a customer_id)."""
+    at = schema.now()
+    if kind == "sending":
+        return [
+            {"brand": brand, "campaign": campaign, "customer_id": cid, "message_id": mid,
+             "address": address, "at": at, "runner": runner}
+            for cid, mid, address in values
+        ]  # fmt: skip
+    if kind == "finished":
+        return [
+            {"status": status, "code": code, "reason": reason, "permanent": int(permanent),
+             "at": at, "brand": brand, "campaign": campaign, "customer_id": cid}
+            for cid, status, code, reason, permanent in values
+        ]  # fmt: skip
+    return [{"brand": brand, "campaign": campaign, "customer_id": c} for c in values]
 
 
 class Deliveries(Connected):
@@ -208,7 +239,8 @@ class Deliveries(Connected):
         return {r[0] for r in rows}
 
     # Each change has a `_many` form: the journal commits a batch of changes of one kind in
-    # one call (executemany: one round trip on PostgreSQL, one SQLAlchemy call either way).
+    # one call (executemany). PostgreSQL's journal runs the same statements on a connection of
+    # its own (rollout.state.pg_journal).
 
     def mark_sending(
         self, brand: str, campaign: str, customer_id: str, message_id: str, address: str
@@ -219,15 +251,7 @@ class Deliveries(Connected):
         self, brand: str, campaign: str, sends: Sequence[tuple[str, str, str]]
     ) -> None:
         """(customer_id, message_id, address) of each: handed to the server next."""
-        at, runner = schema.now(), self.runner
-        self._write(
-            _SENDING,
-            [
-                {"brand": brand, "campaign": campaign, "customer_id": cid, "message_id": mid,
-                 "address": address, "at": at, "runner": runner}
-                for cid, mid, address in sends
-            ],
-        )  # fmt: skip
+        self.record_changes(brand, campaign, "sending", sends)
 
     def mark_finished(
         self,
@@ -243,15 +267,7 @@ class Deliveries(Connected):
 
     def mark_finished_many(self, brand: str, campaign: str, outcomes: Sequence[Finished]) -> None:
         """(customer_id, status, code, reason, permanent) of each."""
-        at = schema.now()
-        self._write(
-            _FINISHED,
-            [
-                {"status": status, "code": code, "reason": reason, "permanent": int(permanent),
-                 "at": at, "brand": brand, "campaign": campaign, "customer_id": cid}
-                for cid, status, code, reason, permanent in outcomes
-            ],
-        )  # fmt: skip
+        self.record_changes(brand, campaign, "finished", outcomes)
 
     def release(self, brand: str, campaign: str, customer_id: str) -> None:
         """The server certainly did not take the message (or it was claimed and never sent):
@@ -259,10 +275,12 @@ class Deliveries(Connected):
         self.release_many(brand, campaign, [customer_id])
 
     def release_many(self, brand: str, campaign: str, customer_ids: Sequence[str]) -> None:
-        self._write(
-            _RELEASE,
-            [{"brand": brand, "campaign": campaign, "customer_id": c} for c in customer_ids],
-        )
+        self.record_changes(brand, campaign, "released", customer_ids)
+
+    def record_changes(self, brand: str, campaign: str, kind: str, values: Sequence[Any]) -> None:
+        """Changes of one `kind` ('sending', 'finished', 'released'; see `change_params`)."""
+        runner = self.runner if kind == "sending" else ""
+        self._write(CHANGES[kind], change_params(kind, brand, campaign, values, runner))
 
     def release_claims(self, brand: str, campaign: str) -> int:
         """This runner's claims never handed to the server go back to pending."""

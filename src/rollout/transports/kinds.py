@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import NamedTuple, Protocol
 
 
@@ -72,8 +73,14 @@ class Connection(Protocol):
     async def open(self) -> None:
         """Connect unless connected; raises ConnectionFailed or CampaignBlocked."""
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> Reply:
-        """Deliver one message, (re)connecting first if needed; raises DeliveryError kinds."""
+    async def send(
+        self, sender: str, recipient: str, data: bytes, ready: Awaitable[None] | None = None
+    ) -> Reply:
+        """Deliver one message, (re)connecting first if needed; raises DeliveryError kinds.
+
+        `ready` (the state DB's 'sending' mark) is awaited before the destination can take the
+        message (SMTP: before DATA), so its round trip overlaps the envelope's. If it raises,
+        nothing is handed over and its error propagates."""
 
     async def close(self) -> None:
         """Politely end the session; never raises. `open`/`send` may reconnect later."""

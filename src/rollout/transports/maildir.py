@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import secrets
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -48,8 +49,12 @@ class MaildirConnection:
                 raise self._blocked(exc) from exc
             self._ready = True
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> Reply:
+    async def send(
+        self, sender: str, recipient: str, data: bytes, ready: Awaitable[None] | None = None
+    ) -> Reply:
         await self.open()
+        if ready is not None:
+            await ready  # nothing is written before it
         try:
             name = await asyncio.to_thread(self._write, sender, recipient, data)
         except OSError as exc:

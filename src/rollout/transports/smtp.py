@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal, TypeVar
@@ -108,16 +109,20 @@ class SmtpConnection:
                 raise CampaignBlocked(None, f"{transport.description}: server offers no AUTH")
             await smtp.login(transport.username, transport.password)
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> Reply:
+    async def send(
+        self, sender: str, recipient: str, data: bytes, ready: Awaitable[None] | None = None
+    ) -> Reply:
         await self.open()
-        phase = "MAIL FROM"
+        phase, not_ready = "MAIL FROM", None
         try:
             options, encoding = self._mail_options(sender, recipient, data)
             await self._smtp.mail(sender, options=options, encoding=encoding)
             phase = "RCPT TO"
             await self._smtp.rcpt(recipient, encoding=encoding)
             phase = "DATA"
-            response = await self._smtp.data(data)
+            not_ready = await _error_of(ready)
+            if not_ready is None:
+                response = await self._smtp.data(data)
         except aiosmtplib.SMTPResponseException as exc:
             if phase == "DATA" and not 400 <= exc.code < 600:
                 # Not a definite refusal (unreadable, or a success code other than 250): the
@@ -138,6 +143,9 @@ class SmtpConnection:
         except (ValueError, UnicodeError, aiosmtplib.SMTPNotSupported) as exc:
             await self._after_refusal(None)  # refused before anything was sent
             raise PermanentError(None, f"cannot send to {recipient!r}: {exc}") from exc
+        if not_ready is not None:
+            self._smtp.close()  # the envelope ends with the session: the server took nothing
+            raise not_ready
         return Reply(response.code, " ".join(response.message.split()))
 
     def _mail_options(self, sender: str, recipient: str, data: bytes) -> tuple[list[str], str]:
@@ -179,6 +187,16 @@ class SmtpConnection:
 
 
 _UNSAFE_ADDRESS = re.compile(r"[\s<>]")
+
+
+async def _error_of(ready: Awaitable[None] | None) -> Exception | None:
+    """Await `ready`; its error is returned, not raised, so that no SMTP handler takes it."""
+    try:
+        if ready is not None:
+            await ready
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _reply_error(phase: str, code: int, text: str) -> DeliveryError:
