@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.exc import DBAPIError
 from test_delivery import outgoing
 from test_notify import notify, prepared_state
@@ -26,7 +28,8 @@ from rollout.delivery import DeliverySettings, DeliveryStats, deliver
 from rollout.journal import DirectJournal, GroupCommit, GroupJournal, journal_for
 from rollout.state import StateStore
 from rollout.state.connect import postgresql_params, sqlite_path
-from rollout.state.pg_journal import PostgresJournalWriter
+from rollout.state.deliveries import _CLAIM_ON_POSTGRESQL
+from rollout.state.pg_journal import BATCH, PostgresJournalWriter
 from rollout.transports import open_transport
 from smtp_server import Received, SmtpTestServer
 
@@ -230,3 +233,73 @@ def test_no_message_is_handed_over_before_its_sending_mark_is_recorded(state_url
         send_journalled(server.url, state_url, 20, connections=4)
     assert server.accepted == 0 and server.received == []
     assert statuses(state_url) == Counter()
+
+
+def test_claims_and_journal_batches_find_rows_by_key_however_the_campaign_grew(
+    fresh_postgres_db: str,
+) -> None:
+    """A notify run plans its statements once, while the campaign has few deliveries, and
+    keeps those plans while it grows to millions. Planned as joins (a scan of the campaign's
+    deliveries per claimed page, per journal batch), that was quadratic in the wave. The plans
+    in use once the campaign has grown must find each row by its key."""
+    url = fresh_postgres_db
+    with StateStore(url) as store:
+        store.db.exec_driver_sql(
+            "INSERT INTO customers (brand, customer_id, pin_hash, pin_source, pin_since, "
+            "first_name, last_name, email, updated_at) SELECT 'congstar', lpad(i::text, 7, '0'),"
+            " 'h', 'kept', 'now', 'A', 'B', 'a' || i || '@example.com', 'now' "
+            "FROM generate_series(1, 40000) i"
+        )
+        store.db.exec_driver_sql("ANALYZE")  # as a wave begins: nothing mailed yet
+    claim = str(_CLAIM_ON_POSTGRESQL.compile(dialect=psycopg_dialect.dialect()))  # type: ignore[no-untyped-call]
+    writer = PostgresJournalWriter(url, BRAND, CAMPAIGN)
+    plans: list[str] = []
+    with psycopg.connect(**postgresql_params(url), autocommit=True) as db:
+        db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                        "SET plan_cache_mode = force_generic_plan"):  # fmt: skip
+            db.execute(setting)
+
+        def run_both(after: int) -> None:  # each rolled back: the DB stays as it is
+            first = f"{after + 1:07d}"
+            claim_args = {"brand": BRAND, "campaign": CAMPAIGN, "after": f"{after:07d}",
+                          "limit": 100, "at": "now", "runner": "r"}  # fmt: skip
+            batch_args = writer.params(
+                [
+                    ("sending", [(first, "<m>", "a@example.com")]),
+                    ("finished", [(f"{after:07d}", "sent", 250, "250 OK", False)]),
+                    ("released", [f"{after - 1:07d}"]),
+                ]
+            )
+            for statement, args in ((claim, claim_args), (BATCH, batch_args)):
+                with db.transaction(force_rollback=True):
+                    db.execute(statement, args, prepare=True)
+
+        for _ in range(6):  # planned (and kept) while the campaign is empty
+            run_both(after=10)
+        db.execute(
+            "INSERT INTO deliveries (brand, campaign, customer_id, message_id, address, status, "
+            f"attempts, updated_at) SELECT 'congstar', '{CAMPAIGN}', lpad(i::text, 7, '0'), "
+            "'<m' || i || '>', 'a' || i || '@example.com', 'sent', 1, 'now' "
+            "FROM generate_series(1, 30000) i"
+        )
+        db.execute("SET client_min_messages = log")  # auto_explain's plans come to us
+        run_both(after=29000)
+    claim_plan, batch_plan = [p for p in plans if "Query Text" in p][-2:]
+    assert unkeyed_scans(claim_plan) == [], claim_plan
+    assert unkeyed_scans(batch_plan) == [], batch_plan
+
+
+def unkeyed_scans(plan: str) -> list[str]:
+    """The scans of deliveries in `plan` that do not look a row up by its whole key: a
+    sequential scan, or an index scan over a range (a brand's or a campaign's rows)."""
+    lines = plan.splitlines()
+    found = []
+    for line, after in zip(lines, [*lines[1:], ""], strict=True):
+        if re.search(r"(Seq|Bitmap Heap) Scan on deliveries", line):
+            found.append(line.strip())
+        elif re.search(r"Index (Only )?Scan using \w+ on deliveries", line) and (
+            "customer_id =" not in after  # its condition, on the next line
+        ):
+            found.append(f"{line.strip()} {after.strip()}")
+    return found

@@ -20,9 +20,10 @@ from rollout.state.base import Connected, sql
 from rollout.state.records import DELIVERY_COLUMNS, Delivery, delivery_from_row
 
 # Each NOT EXISTS probes the other table's primary key for one candidate customer. `OFFSET 0`
-# keeps PostgreSQL from turning them into joins: with statistics from before a wave (no
-# deliveries of this campaign yet) it planned a scan of every delivery for each page claimed,
-# quadratic in the wave's size. SQLite probes the keys either way.
+# keeps PostgreSQL from turning them into joins: planned while the campaign had few deliveries
+# (a run keeps its plans), a join scanned every delivery of the campaign for each page
+# claimed, quadratic in the wave's size (tests/test_journal.py checks the plan in use once the
+# campaign has grown). SQLite probes the keys either way.
 _NOT_MAILED = """
     c.brand = :brand AND c.email_problem IS NULL AND c.customer_id > :after
     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.brand = c.brand
@@ -110,8 +111,7 @@ _RELEASE = sql(
 )
 # A finished delivery: (customer_id, status, code, reason, permanent).
 Finished = tuple[str, str, int | None, str, bool]
-# Delivery's changes, each kind one statement per customer (keyed by the primary key, so
-# always an index probe, however stale the planner's statistics).
+# Delivery's changes, each kind one statement per customer, keyed by the primary key.
 CHANGES = {"sending": _SENDING, "finished": _FINISHED, "released": _RELEASE}
 
 
@@ -239,8 +239,8 @@ class Deliveries(Connected):
         return {r[0] for r in rows}
 
     # Each change has a `_many` form: the journal commits a batch of changes of one kind in
-    # one call (executemany). PostgreSQL's journal runs the same statements on a connection of
-    # its own (rollout.state.pg_journal).
+    # one call (executemany). PostgreSQL's journal makes the same changes in one statement on
+    # a connection of its own (rollout.state.pg_journal).
 
     def mark_sending(
         self, brand: str, campaign: str, customer_id: str, message_id: str, address: str
