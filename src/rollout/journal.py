@@ -4,18 +4,19 @@ On SQLite a commit is a local write of the WAL, a few tens of µs: `DirectJourna
 mark on the event loop (`journal_for` chooses). The rest of this docstring is about
 `GroupJournal`, for PostgreSQL, where a commit is a round trip to a server.
 
-Delivery reports each message's fate: 'sending' before every SMTP transaction, the outcome
+Delivery reports each message's fate: 'sending' as every SMTP transaction begins, the outcome
 ('sent', 'failed', 'unknown') after it, 'released' when a stop hands a tried message back.
 Written one by one, each report would cost a round trip and a commit, and that would cap the
 sending rate. So the reports go through a `GroupCommit`: the reports that arrive while a batch
 is being written are written together, as the next batch, as soon as it ends; a report after a
 quiet spell is written at once, alone: nothing waits for a batch to fill. A batch is one
-round trip on the event loop (`rollout.state.pg_journal`: psycopg's async connection, in
-pipeline mode, one commit), so the loop goes on with SMTP meanwhile.
+statement on the event loop (`rollout.state.pg_journal`: psycopg's async connection, one round
+trip, one commit), so the loop goes on with SMTP meanwhile.
 
-- 'sending' is awaited: a worker starts its SMTP transaction only once its mark is committed.
-  A crash after the server took the message therefore leaves it 'sending', which the next run
-  reports as 'unknown'; it is never mailed again unless someone asks.
+- 'sending' is awaited: the transport sends DATA only once the mark is committed (its round
+  trip overlaps MAIL FROM and RCPT TO). A crash after the server took the message therefore
+  leaves it 'sending', which the next run reports as 'unknown'; it is never mailed again
+  unless someone asks.
 - Outcomes and releases are not awaited: they go out with the next batch, and `flush()`, which
   `deliver` calls before it returns (stopped or not), commits whatever is left. A crash (kill,
   power loss) loses at most the outcomes not yet committed: those customers stay 'sending' and

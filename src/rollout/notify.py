@@ -1,8 +1,8 @@
 """The notification stage: who is told, in which words, and what the state DB says of each mail.
 
-The state DB is written before each SMTP transaction ('sending', committed before the
-transaction begins) and after its answer ('sent', 'failed', committed with the next batch: see
-rollout.journal), so a kill leaves at most the messages in flight, and the outcomes not yet
+The state DB is written as each SMTP transaction begins ('sending', committed before the
+server can take the message: before DATA) and after its answer ('sent', 'failed', committed
+with the next batch: see rollout.journal), so a kill leaves at most the messages in flight, and the outcomes not yet
 committed, as 'unknown': reported, never mailed again unless someone asks
 (`resend --include-unknown`).
 """
