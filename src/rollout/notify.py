@@ -2,9 +2,9 @@
 
 The state DB is written as each SMTP transaction begins ('sending', committed before the
 server can take the message: before DATA) and after its answer ('sent', 'failed', committed
-with the next batch: see rollout.journal), so a kill leaves at most the messages in flight, and the outcomes not yet
-committed, as 'unknown': reported, never mailed again unless someone asks
-(`resend --include-unknown`).
+with the next batch: see rollout.journal), so a kill leaves at most the messages in flight,
+and the outcomes not yet committed, as 'unknown': reported, never mailed again unless someone
+asks (`resend --include-unknown`).
 """
 
 from __future__ import annotations
