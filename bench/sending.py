@@ -181,7 +181,7 @@ def send_classic(brand: Brand, recipients: list[Recipient], port: int) -> Timer:
 
 def serialise(brand: Brand, recipients: list[Recipient]) -> list[OutgoingMessage]:
     composer = Composer(brand, campaign_id(brand))
-    composer.validate()  # as notify does: it lets the composer use pre-inlined skeletons
+    composer.validate()  # as notify does: it lets the composer fill pre-rendered skeletons
     return list(outgoing(recipients, composer, brand, lambda r: None))
 
 
@@ -227,6 +227,7 @@ def breakdown(
 ) -> None:
     n = len(recipients)
     composer = Composer(brand, campaign_id(brand))
+    composer.validate()  # as notify does: it lets the composer fill pre-rendered skeletons
     with Timer() as t:
         messages = list(outgoing(recipients, composer, brand, lambda r: None))
     print(f"compose (render + serialise): {t.seconds / n * 1e6:,.0f} µs/message")
