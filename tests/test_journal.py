@@ -27,8 +27,8 @@ from rollout.brands import campaign_id, load_brand
 from rollout.delivery import DeliverySettings, DeliveryStats, deliver
 from rollout.journal import DirectJournal, GroupCommit, GroupJournal, journal_for
 from rollout.state import StateStore
+from rollout.state.claims import _CLAIM_ON_POSTGRESQL
 from rollout.state.connect import postgresql_params, sqlite_path
-from rollout.state.deliveries import _CLAIM_ON_POSTGRESQL
 from rollout.state.pg_journal import BATCH, PostgresJournalWriter
 from rollout.transports import open_transport
 from smtp_server import Received, SmtpTestServer

@@ -8,9 +8,10 @@ what was in flight, and a re-run reads back what was done instead of doing it ag
 
 The package, by idea: `connect` (URLs, connections), `tables` (the schema), `versions` (upgrade
 steps), `schema` (opening writable or read-only), `records` (rows as values), `customers`,
-`deliveries` (claims included), `marks` (bounce marks) and `counts` (the queries), `advisory`
-(the brand lock on PostgreSQL), `pg_journal` (the delivery journal's batches on PostgreSQL, on
-psycopg's async connection), `store` (the `StateStore` that combines them).
+`claims` (who mails whom; taking back what runs that are gone left), `deliveries`, `marks`
+(bounce marks) and `counts` (the queries), `advisory` (the brand lock on PostgreSQL),
+`pg_journal` (the delivery journal's batches on PostgreSQL, on psycopg's async connection),
+`store` (the `StateStore` that combines them).
 """
 
 from rollout.state.records import CustomerRecord, Delivery, Reject

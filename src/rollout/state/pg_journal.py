@@ -28,8 +28,8 @@ from typing import Any, cast
 
 import psycopg
 
+from rollout.state.claims import RUNNER_NAME
 from rollout.state.connect import postgresql_params
-from rollout.state.deliveries import RUNNER_NAME
 from rollout.state.schema import now
 
 _KEY = "x.brand = %(brand)s AND x.campaign = %(campaign)s AND x.customer_id = v.customer_id"
@@ -78,7 +78,7 @@ class PostgresJournalWriter:
     """One async connection to the state DB at `url`, writing one brand's campaign's marks.
 
     Its 'sending' rows name this connection as their runner (its advisory lock, held while it
-    lives, tells other runs it is alive; see `rollout.state.deliveries`).
+    lives, tells other runs it is alive; see `rollout.state.claims`).
     """
 
     def __init__(self, url: str, brand: str, campaign: str) -> None:
