@@ -9,10 +9,15 @@ carries on where the last wave stopped—the state DB knows who is pending.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from prefect import flow, get_run_logger, serve
 from prefect.artifacts import create_markdown_artifact
+from prefect.runner import Runner
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
@@ -26,7 +31,7 @@ from rollout.notify import check_deadline
 from rollout.plan import forecast_markdown
 from rollout.report import brand_forecast
 from rollout.settings import Settings, SettingsError
-from rollout.shutdown import Interrupted, requested, stop_gracefully
+from rollout.shutdown import Interrupted, received, requested, stop_gracefully
 from rollout.state import StateStore
 
 TIMEZONE = "Europe/Berlin"
@@ -120,13 +125,30 @@ def deployments(settings: Settings) -> list[object]:
 
 
 def serve_all(settings: Settings) -> None:
-    """Serve every deployment until Ctrl-C: Prefect's shutdown pauses the schedules, then
-    `Interrupted` says the command was stopped (exit 130, one line, no traceback)."""
+    """Serve every deployment until Ctrl-C or SIGTERM: Prefect's shutdown pauses the schedules,
+    then `Interrupted` says the command was stopped (exit 130 or 143, one line, no traceback)."""
 
     def shut_down() -> None:
         raise KeyboardInterrupt  # Prefect's serve shuts down on this and returns
 
-    with stop_gracefully(shut_down):
+    with stop_gracefully(shut_down), _sigterm_noted():
         serve(*deployments(settings))  # type: ignore[arg-type]
     if signum := requested():
         raise Interrupted(signum)
+
+
+@contextmanager
+def _sigterm_noted() -> Iterator[None]:
+    """Prefect's runner replaces our SIGTERM handler with its own, which stops serving and
+    returns as if all were done (exit 0). Its handler, wrapped, notes the signal first."""
+    original = Runner.handle_sigterm
+
+    def handle_sigterm(runner: Runner, *args: Any, **kwargs: Any) -> None:
+        received(signal.SIGTERM)
+        original(runner, *args, **kwargs)
+
+    Runner.handle_sigterm = handle_sigterm  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        Runner.handle_sigterm = original  # type: ignore[method-assign]

@@ -291,9 +291,12 @@ def test_sigterm_stops_the_temporary_prefect_server(tmp_path: Path) -> None:
     assert _processes_with(str(home)) == []
 
 
-def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -> None:
-    """`rollout serve` against a real server: Ctrl-C pauses the schedules and exits 130 in one
-    line, without a traceback."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_serve_cleanly(
+    signum: signal.Signals, tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    """`rollout serve` against a real server: Ctrl-C (SIGINT) or a SIGTERM (what a container
+    stop sends) pauses the schedules and exits 130 or 143 in one line, without a traceback."""
     from prefect.client.orchestration import get_client
 
     state = (tmp_path / "state").resolve()
@@ -317,16 +320,16 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path, child_env: dict[str, str]) -
         # three waves, preview and resend, each polled by this runner: serving (the names are
         # the session's, so an earlier serve may have left them READY)
         _wait_for(lambda: [polled_since(d, started) for d in ours()] == [True] * 5, child)
-        child.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        child.send_signal(signum)
         _, stderr = child.communicate(timeout=120)  # a safety net, not a timing claim
     finally:
         if child.poll() is None:
             child.kill()
             child.communicate()
-    assert child.returncode == 130, stderr
+    assert child.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr, stderr
     assert last_line(stderr) == (
-        "rollout: error: stopped by SIGINT; re-run the same command to continue"
+        f"rollout: error: stopped by {signum.name}; re-run the same command to continue"
     )
     assert all(d.paused for d in ours())  # Prefect paused the schedules
 

@@ -39,6 +39,13 @@ def requested() -> int | None:
     return _received[0] if _received else None
 
 
+def received(signum: int) -> None:
+    """Note a stop request that another handler took in our place (Prefect's runner puts its
+    own SIGTERM handler in): `requested()` then tells it, as if ours had."""
+    if not _received:
+        _received.append(signum)
+
+
 def _handle(signum: int, frame: FrameType | None) -> None:
     if _stops and not _received:
         _received.append(signum)
