@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from pg_server import PgServer
+from rollout.brands import campaign_id, load_brand
 from rollout.model import PinSource
+from rollout.report import brand_forecast, brand_status
 from rollout.state import CustomerRecord, Reject, StateStore
 from rollout.state.connect import StateUrlError, has_tables
 
@@ -182,6 +185,24 @@ def test_claims_never_sent_go_back_and_a_runner_that_is_gone_loses_its_claims(
         a.mark_sending("congstar", "c1", "2", "<m2@x>", "a@example.com")
         assert a.release_claims("congstar", "c1") == 1  # 3: claimed, never handed over
         assert [r.customer_id for r in a.iter_pending("congstar", "c1")] == ["3", "4", "5", "6"]
+
+
+def test_status_and_plan_tell_claims_from_mails_in_doubt(state_url: str, tmp_path: Path) -> None:
+    """A run that dies leaves claims (never tried: they go back to pending) and a mail in
+    flight (in doubt). Status and the forecast must not count the claims as in doubt."""
+    brand = load_brand("congstar")
+    campaign = campaign_id(brand)
+    with StateStore(state_url) as dead:
+        dead.record_chunk("congstar", [customer(str(i)) for i in range(1, 7)], [])
+        dead.claim_pending("congstar", campaign, limit=3)  # 1, 2, 3
+        dead.mark_sending("congstar", campaign, "1", "<m1@x>", "a@example.com")  # then it dies
+    with StateStore(state_url, read_only=True) as view:
+        status = brand_status(view, brand, date(2022, 5, 1))
+        assert (status.sending, status.claimed, status.pending) == (1, 2, 3)
+        assert view.backlog_counts("congstar", campaign)["unknown"] == 1
+        # In doubt: 1. Still to mail: the pending and the claimed.
+        forecast = brand_forecast(view, brand, datetime(2022, 5, 1, tzinfo=UTC))
+        assert (forecast.backlog.unknown, forecast.backlog.new) == (1, 5)
 
 
 def test_a_live_runners_claims_are_not_taken_back_on_postgresql(fresh_postgres_db: str) -> None:

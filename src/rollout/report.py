@@ -33,7 +33,8 @@ class BrandStatus:
     complaints: int
     sender_problems: dict[str, int]
     unknown: int
-    sending: int
+    sending: int  # tried, no answer recorded yet: in doubt if no run is sending now
+    claimed: int  # taken by a run, not tried yet: not in doubt (a gone run's go back)
     pending: int
 
     @property
@@ -70,6 +71,7 @@ def brand_status(store: StateStore, brand: Brand, today: date) -> BrandStatus:
         sender_problems=marks["sender_problem"],
         unknown=deliveries.get("unknown", 0),
         sending=deliveries.get("sending", 0),
+        claimed=deliveries.get("claimed", 0),
         pending=store.pending_count(brand.slug, campaign),
     )
 
@@ -88,7 +90,8 @@ def brand_forecast(
     second, else the rate recent waves reached, else none (say so)."""
     campaign = campaign_id(brand)
     counts = store.backlog_counts(brand.slug, campaign)
-    backlog = Backlog(new=store.pending_count(brand.slug, campaign), **counts)
+    claimed = counts.pop("claimed")  # to be mailed in this wave or the next, as the pending
+    backlog = Backlog(new=store.pending_count(brand.slug, campaign) + claimed, **counts)
     cap = (
         Rate(rate, "given")
         if rate is not None

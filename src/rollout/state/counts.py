@@ -11,7 +11,10 @@ _BY_GROUP = {
     "rejected": "SELECT reason, count(*) FROM rejects WHERE brand = :brand GROUP BY 1",
     "unreachable": "SELECT email_problem, count(*) FROM customers "
     "WHERE brand = :brand AND email_problem IS NOT NULL GROUP BY 1",
-    "deliveries": "SELECT status, count(*) FROM deliveries "
+    # 'claimed': a run took them but has not tried them yet (it is sending now, or it died
+    # and the next run takes them back); 'sending': tried, no answer recorded yet.
+    "deliveries": "SELECT CASE WHEN status = 'sending' AND attempts = 0 THEN 'claimed' "
+    "ELSE status END, count(*) FROM deliveries "
     "WHERE brand = :brand AND campaign = :campaign GROUP BY 1",
     "failed": "SELECT CAST(coalesce(code, 0) AS TEXT) || ' ' || reason, count(*) "
     "FROM deliveries WHERE brand = :brand AND campaign = :campaign AND status = 'failed' "
@@ -29,17 +32,19 @@ _PENDING = sql(
 )
 # retry: a soft failure, or a permanent one at an address that has changed since (resend
 # mails them); failed, bounced: for good at the current address; unknown: a run died
-# mid-send ('sending' too: the next run marks it unknown).
+# mid-send ('sending' too: the next run marks it unknown); claimed: not tried yet, mailed by
+# the run that holds them or, if it is gone, by the next.
 _BACKLOG = sql(
     """
     SELECT
-      count(*) FILTER (WHERE d.status IN ('unknown', 'sending')),
+      count(*) FILTER (WHERE d.status = 'unknown' OR (d.status = 'sending' AND d.attempts > 0)),
       count(*) FILTER (WHERE c.email_problem IS NULL AND d.status IN ('failed', 'bounced')
                        AND (d.permanent = 0 OR d.address <> c.email)),
       count(*) FILTER (WHERE c.email_problem IS NULL AND d.status = 'failed'
                        AND d.permanent = 1 AND d.address = c.email),
       count(*) FILTER (WHERE c.email_problem IS NULL AND d.status = 'bounced'
-                       AND d.permanent = 1 AND d.address = c.email)
+                       AND d.permanent = 1 AND d.address = c.email),
+      count(*) FILTER (WHERE d.status = 'sending' AND d.attempts = 0)
     FROM deliveries d JOIN customers c
       ON c.brand = d.brand AND c.customer_id = d.customer_id
     WHERE d.brand = :brand AND d.campaign = :campaign
@@ -67,7 +72,8 @@ class Counts(Connected):
     def backlog_counts(self, brand: str, campaign: str) -> dict[str, int]:
         """Deliveries not done yet, by what comes next (for `rollout plan`)."""
         row = self._rows(_BACKLOG, {"brand": brand, "campaign": campaign})[0]
-        return dict(zip(("unknown", "retry", "failed", "bounced"), map(int, row), strict=True))
+        kinds = ("unknown", "retry", "failed", "bounced", "claimed")
+        return dict(zip(kinds, map(int, row), strict=True))
 
     def sent_per_second(
         self, brand: str, campaign: str, limit: int = 10_000
