@@ -130,10 +130,10 @@ def test_two_runners_never_claim_the_same_customer(state_url: str) -> None:
             claimed = [r.customer_id for r in (*firsts, *seconds, *rest)]
             assert sorted(claimed) == [f"{i:03d}" for i in range(30)]  # each once
             assert b.claim_pending("congstar", "c1") == []
-            assert a.counts("congstar", "c1")["deliveries"] == {"sending": 30}
+            assert a.counts("congstar", "c1")["deliveries"] == {"claimed": 30}
         # Leaving gave back a's claims never handed to the server; on PostgreSQL b's are still
         # b's (on SQLite one run holds the brand: every claim there is its own).
-        left = {} if state_url.startswith("sqlite") else {"sending": 10}
+        left = {} if state_url.startswith("sqlite") else {"claimed": 10}
         assert a.counts("congstar", "c1")["deliveries"] == left
         assert [r.customer_id for r in a.iter_pending("congstar", "c1", limit=1)] == ["000"]
 
@@ -155,7 +155,7 @@ def test_claims_are_one_page_ahead_of_the_reader_and_never_beyond_the_limit(
 
 
 def claimed(store: StateStore) -> int:
-    return store.counts("congstar", "c1")["deliveries"].get("sending", 0)
+    return store.counts("congstar", "c1")["deliveries"].get("claimed", 0)
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:

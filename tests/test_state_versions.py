@@ -71,7 +71,7 @@ def test_a_db_from_an_earlier_release_upgrades_on_the_next_run(
         assert store.counts("congstar", "c")["deliveries"] == {
             "sent": 1,
             "unknown": 1,
-            "sending": 1,
+            "claimed": 1,
         }
     with StateStore.in_dir(tmp_path) as again:  # a second opening has nothing left to do
         assert version_of(again.db) == CURRENT
