@@ -258,8 +258,10 @@ def cmd_pins(a: argparse.Namespace) -> int:
     from flows.pins import pins_all
     from flows.summary import print_pin_summaries
 
-    check_keys(a.brands, a.unpeppered)
-    print_pin_summaries(pins_all(settings(a)))
+    given = settings(a)
+    check_keys(given.brands, given.unpeppered)
+    given.require_exports()  # before a Prefect server or flow run starts, as `run` does
+    print_pin_summaries(pins_all(given))
     return 0
 
 
