@@ -9,9 +9,10 @@ On SQLite one run holds the brand, so every claim it finds is a dead run's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 from rollout.model import PinSource, Recipient
 from rollout.state import schema
@@ -31,14 +32,12 @@ _NOT_MAILED = """
                     AND m.customer_id = c.customer_id AND m.mark = 'complaint'
                     LIMIT 1 OFFSET 0)
 """
-_PENDING = sql(
-    "SELECT c.customer_id, c.first_name, c.last_name, c.email, c.pin_source FROM customers c "
-    f"WHERE {_NOT_MAILED} ORDER BY c.customer_id LIMIT :limit"
-)
-_PICKED = """
+# The next pending customers after :after, in customer_id order (keyset paging).
+_PICK = f"""
     SELECT c.customer_id, c.first_name, c.last_name, c.email, c.pin_source FROM customers c
-    WHERE {not_mailed} ORDER BY c.customer_id LIMIT :limit {lock}
-""".format
+    WHERE {_NOT_MAILED} ORDER BY c.customer_id LIMIT :limit
+"""
+_PENDING = sql(_PICK)
 _INSERT_CLAIMS = """
     INSERT INTO deliveries (brand, campaign, customer_id, message_id, address, status,
                             attempts, updated_at, runner)
@@ -51,7 +50,7 @@ _INSERT_CLAIMS = """
 # next pending customers that no other run has locked, claim them, return those claimed.
 _CLAIM_ON_POSTGRESQL = sql(
     f"""
-    WITH picked AS ({_PICKED(not_mailed=_NOT_MAILED, lock="FOR UPDATE OF c SKIP LOCKED")}),
+    WITH picked AS ({_PICK} FOR UPDATE OF c SKIP LOCKED),
     claimed AS ({_INSERT_CLAIMS})
     SELECT p.customer_id, p.first_name, p.last_name, p.email, p.pin_source
     FROM picked p JOIN claimed USING (customer_id) ORDER BY p.customer_id
@@ -59,9 +58,7 @@ _CLAIM_ON_POSTGRESQL = sql(
 )
 # SQLite has no INSERT inside WITH: claim, then read the claimed, in one transaction (the
 # write lock, taken at BEGIN, keeps every other writer out meanwhile).
-_CLAIM_ON_SQLITE = sql(
-    f"WITH picked AS ({_PICKED(not_mailed=_NOT_MAILED, lock='')}) {_INSERT_CLAIMS}"
-)
+_CLAIM_ON_SQLITE = sql(f"WITH picked AS ({_PICK}) {_INSERT_CLAIMS}")
 _RECIPIENTS = sql(
     "SELECT customer_id, first_name, last_name, email, pin_source FROM customers "
     "WHERE brand = :brand AND customer_id IN :ids ORDER BY customer_id",
@@ -105,7 +102,7 @@ class Claims(Connected):
         rows = self._rows(
             _PENDING, {"brand": brand, "campaign": campaign, "after": after, "limit": limit}
         )
-        return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
+        return _recipients(rows)
 
     def iter_pending(
         self, brand: str, campaign: str, limit: int | None = None, page: int = 1000
@@ -134,7 +131,7 @@ class Claims(Connected):
             with self.transaction():
                 ids = [r[0] for r in self._rows(_CLAIM_ON_SQLITE, args)]
                 rows = self._rows(_RECIPIENTS, {"brand": brand, "ids": ids}) if ids else []
-        return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
+        return _recipients(rows)
 
     @contextmanager
     def claims(
@@ -205,3 +202,8 @@ class Claims(Connected):
                 ),
                 args,
             )
+
+
+def _recipients(rows: Sequence[Sequence[Any]]) -> list[Recipient]:
+    """Rows of (customer_id, first_name, last_name, email, pin_source) as recipients."""
+    return [Recipient(r[0], r[1], r[2], r[3], PinSource(r[4])) for r in rows]
