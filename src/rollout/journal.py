@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any
 
 from rollout.addresses import redact_addresses
 from rollout.delivery import Outcome, OutgoingMessage
@@ -127,22 +127,11 @@ class GroupCommit:
         self.queue.clear()
 
 
-class BatchWriter(Protocol):
-    """Where a `GroupJournal` writes: a connection of its own, opened and closed with it."""
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def write(self, runs: list[tuple[str, list[Any]]]) -> None:
-        """Runs of changes of one kind each, in one transaction."""
-
-
 class GroupJournal:
     """Delivery's journal by group commit. `async with` opens and closes the writer's
     connection; `deliver` flushes the journal before it returns."""
 
-    def __init__(self, writer: BatchWriter, max_batch: int | None = None) -> None:
+    def __init__(self, writer: PostgresJournalWriter, max_batch: int | None = None) -> None:
         self.writer = writer
         self.batches = GroupCommit(lambda changes: writer.write(runs(changes)), max_batch)
 

@@ -16,8 +16,9 @@ Every message taken from the input ends in exactly one of: `finished` sent, `fin
 `finished` unknown (the connection died, timed out or answered unreadably once the DATA
 command was sent: the server may hold the message), `released` (tried, certainly not accepted:
 back to pending), or not attempted at all. `DeliveryStats` counts each. The journal's
-`sending` is awaited before each transaction (it returns once the mark is durable); the
-outcomes may be recorded in batches, and `deliver` flushes the journal before it returns.
+`sending` is awaited before the message can be taken (the transport waits for it before
+DATA; it returns once the mark is durable); the outcomes may be recorded in batches, and
+`deliver` flushes the journal before it returns.
 
 An unknown outcome is never retried here: only a definite reply (4xx, 421) or a failure before
 DATA is. Mailing an unknown customer again is an operator's decision (`resend
