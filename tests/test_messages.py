@@ -26,7 +26,8 @@ from rollout.messages import (
     sample_recipient,
     to_bytes,
 )
-from rollout.messages.wire import encoded_words
+from rollout.messages.skeletons import ID_SLOT, NAME_SLOT, EncodedSkeleton, fill, skeleton
+from rollout.messages.wire import encoded_words, quoted_printable
 from rollout.model import PinSource, Recipient
 
 BRANDS = ("congstar", "jamobil", "pennymobil")
@@ -360,9 +361,34 @@ def test_mails_built_from_skeletons_equal_full_rendering(source: PinSource) -> N
     composer = Composer(load_brand("jamobil"), "c")
     composer.validate()
     assert composer._skeletons_checked  # the fast path is what is compared here
+    in_full = Composer(load_brand("jamobil"), "c")  # not validated: renders every mail in full
+    assert not in_full._skeletons_checked
+    sent = datetime(2022, 5, 2, 9, tzinfo=UTC)
     for i, name in enumerate(NAMES):
         r = Recipient(f"K&{i}<", name, "Muster", f"k{i}@example.com", source)
         assert composer.render(r) == composer._render_in_full(composer._context(r))
+        assert composer.compose_bytes(r, date=sent) == in_full.compose_bytes(r, date=sent)
+
+
+# Lines quoted-printable treats specially: long (soft breaks), a lone dot, trailing blanks,
+# '=', non-ASCII, empty lines, a slot at either end and twice on a line.
+PART = (
+    f"Hallo {NAME_SLOT},\n\n"
+    + "lang " * 40
+    + f"{NAME_SLOT}\n.\nnah \t\n{ID_SLOT}\nx=y ü\n\n"
+    + f"{ID_SLOT} und {NAME_SLOT} {'ß' * 50}{ID_SLOT}\r\nEnde {NAME_SLOT}\r\n\r{NAME_SLOT}"
+)
+VALUES = ["", "Jörg", "a" * 90, " ", ".", "=?x?=", "Zoë\xa0Q 🙂", "K-1\n.", "x\u2028y", "\r", "\nX"]
+
+
+@pytest.mark.parametrize("value", VALUES)
+@pytest.mark.parametrize("part", [PART, PART + "\n", "", "ohne Platzhalter"])
+def test_an_encoded_skeleton_fills_as_encoding_the_whole_part_would(part: str, value: str) -> None:
+    encoded = EncodedSkeleton.of(skeleton(part))
+    # Only the lines with a slot are encoded per mail.
+    assert len(encoded.lines) == (6 if part.startswith(PART) else 0)
+    values = {NAME_SLOT: value, ID_SLOT: value[::-1] + "K"}
+    assert encoded.fill(values) == quoted_printable(fill(skeleton(part), values))
 
 
 @pytest.mark.parametrize(

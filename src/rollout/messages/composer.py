@@ -5,18 +5,27 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
-import re
 import traceback
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import css_inline
 import jinja2
 
 from rollout.addresses import clean_name, one_line
 from rollout.brands import Brand, templates_root
+from rollout.messages.skeletons import (
+    ID_SLOT,
+    NAME_SLOT,
+    EncodedSkeleton,
+    Skeleton,
+    Values,
+    fill,
+    skeleton,
+)
 from rollout.messages.wire import (
     HEADER_NAMES,
     POLICY,
@@ -41,31 +50,21 @@ from rollout.messages.wording import (
 )
 from rollout.model import PinSource, Recipient
 
-# Placeholders for a customer's values in pre-rendered skeletons: plain lowercase letters,
-# which no HTML serialiser escapes or re-cases and no text filter splits.
-_NAME_SLOT = "rolloutslotfirstnamezq"
-_ID_SLOT = "rolloutslotcustomeridzq"
-_SLOTS = re.compile(f"({_NAME_SLOT}|{_ID_SLOT})")
-
-# A part rendered for stand-ins, split at the slots: text, slot, text, slot, ..., text.
-Skeleton = tuple[str, ...]
-
-
-def _skeleton(rendered: str) -> Skeleton:
-    return tuple(_SLOTS.split(rendered))
-
-
-def _fill(skeleton: Skeleton, values: dict[str, str]) -> str:
-    """The skeleton with each slot's value, in one pass: a value is never searched for slots."""
-    parts = list(skeleton)
-    parts[1::2] = [values[slot] for slot in skeleton[1::2]]
-    return "".join(parts)
-
 
 def _as_html_text(value: str) -> str:
     """Escape text content exactly as css-inline's HTML serialiser writes it back."""
     escaped = value.replace("&", "&amp;").replace("\xa0", "&nbsp;")
     return escaped.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _encoded(rendered: Rendered) -> tuple[str, str]:
+    return quoted_printable(rendered.text), quoted_printable(rendered.html)
+
+
+class Skeletons(NamedTuple):
+    subject: Skeleton
+    text: EncodedSkeleton
+    html: EncodedSkeleton
 
 
 def _plain_sample(source: PinSource) -> Recipient:
@@ -89,8 +88,8 @@ class Composer:
         self._subjects: dict[str, str] = {}
         # Subject, text and inlined HTML per (variant, has a name), rendered once with slots
         # for the customer's values; trusted only after validate() has shown that filling them
-        # equals rendering each mail in full.
-        self._skeletons: dict[tuple[str, bool], tuple[Skeleton, Skeleton, Skeleton]] = {}
+        # equals rendering (and encoding) each mail in full.
+        self._skeletons: dict[tuple[str, bool], Skeletons] = {}
         self._skeletons_checked = False
 
     # -- templates -------------------------------------------------------------------------
@@ -149,25 +148,40 @@ class Composer:
         )
 
     def _from_skeletons(self, recipient: Recipient) -> Rendered:
-        """Rendering (and CSS inlining above all) is most of a mail's cost, and its result
-        depends only on the variant and whether there is a name: render once with slots,
-        then put each customer's values in (escaped for HTML)."""
+        skeletons, plain, escaped = self._filling(recipient)
+        return Rendered(
+            subject=one_line(fill(skeletons.subject, plain)),
+            text=fill(skeletons.text.whole, plain),
+            html=fill(skeletons.html.whole, escaped),
+        )
+
+    def _filling(self, recipient: Recipient) -> tuple[Skeletons, Values, Values]:
+        """This customer's skeletons (rendered on first use) and the values for their slots,
+        plain and escaped for HTML."""
         name = one_line(recipient.first_name)
         key = (PinSource(recipient.pin_source).value, bool(name))
         skeletons = self._skeletons.get(key)
         if skeletons is None:
-            stand_in = {"first_name": _NAME_SLOT if name else "", "customer_id": _ID_SLOT}
+            stand_in = {"first_name": NAME_SLOT if name else "", "customer_id": ID_SLOT}
             full = self._render_in_full({**self._context(recipient), **stand_in})
-            skeletons = (_skeleton(full.subject), _skeleton(full.text), _skeleton(full.html))
+            skeletons = Skeletons(
+                skeleton(full.subject),
+                EncodedSkeleton.of(skeleton(full.text)),
+                EncodedSkeleton.of(skeleton(full.html)),
+            )
             self._skeletons[key] = skeletons
-        subject, text, html = skeletons
-        plain = {_NAME_SLOT: name, _ID_SLOT: recipient.customer_id}
+        plain = {NAME_SLOT: name, ID_SLOT: recipient.customer_id}
         escaped = {slot: _as_html_text(value) for slot, value in plain.items()}
-        return Rendered(
-            subject=one_line(_fill(subject, plain)),
-            text=_fill(text, plain),
-            html=_fill(html, escaped),
-        )
+        return skeletons, plain, escaped
+
+    def _subject_and_bodies(self, recipient: Recipient) -> tuple[str, str, str]:
+        """The subject, and the text and HTML as quoted-printable."""
+        if not self._skeletons_checked:
+            rendered = self.render(recipient)
+            return rendered.subject, *_encoded(rendered)
+        skeletons, plain, escaped = self._filling(recipient)
+        subject = one_line(fill(skeletons.subject, plain))
+        return subject, skeletons.text.fill(plain), skeletons.html.fill(escaped)
 
     def validate(self) -> None:
         """Render both variants for a hostile sample customer; raise TemplateProblem if unfit.
@@ -181,6 +195,9 @@ class Composer:
             for recipient in (sample_recipient(source), _plain_sample(source)):
                 full = self._render_in_full(self._context(recipient))
                 same &= self._from_skeletons(recipient) == full
+                skeletons, plain, escaped = self._filling(recipient)
+                encoded = (skeletons.text.fill(plain), skeletons.html.fill(escaped))
+                same &= encoded == _encoded(full)
         self._skeletons_checked = same
         for source in PinSource:
             recipient = sample_recipient(source)
@@ -230,14 +247,14 @@ class Composer:
         return self._draft(recipient, date).serialise()
 
     def _draft(self, recipient: Recipient, date: datetime | None) -> Draft:
-        rendered = self.render(recipient)
+        subject, text, html = self._subject_and_bodies(recipient)
         msg_id = self.message_id(recipient.customer_id)
         # Quoted-printable never contains "=_", so this boundary cannot occur in a body.
         boundary = "=_" + msg_id[1:25]
         headers = (
             ("From", self._from),
             ("To", to_header(recipient)),
-            ("Subject", self._subject_header(rendered.subject)),
+            ("Subject", self._subject_header(subject)),
             ("Date", format_datetime(aware(date))),
             ("Message-ID", msg_id),
             # RFC 3834: out-of-office responders should not answer a mass announcement.
@@ -245,10 +262,7 @@ class Composer:
             ("MIME-Version", "1.0"),
             ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'),
         )
-        parts = (
-            ('text/plain; charset="utf-8"', quoted_printable(rendered.text)),
-            ('text/html; charset="utf-8"', quoted_printable(rendered.html)),
-        )
+        parts = (('text/plain; charset="utf-8"', text), ('text/html; charset="utf-8"', html))
         return Draft(headers, boundary, parts)
 
     def _subject_header(self, subject: str) -> str:
