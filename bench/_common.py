@@ -60,6 +60,39 @@ def machine_line() -> str:
     )
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the relay stand-in gets, and which everything else (this process, a DB
+    server): `split()` gives the sink CPUs of its own."""
+
+    relay: frozenset[int]
+    rest: frozenset[int]
+
+    @classmethod
+    def split(cls) -> Placement | None:
+        """The last usable CPU for the relay, the others for the rest; None with one CPU."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return None
+        return cls(frozenset(cpus[-1:]), frozenset(cpus[:-1]))
+
+    def __str__(self) -> str:
+        return f"the SMTP sink on CPU {_cpus(self.relay)}, the rest on CPU {_cpus(self.rest)}"
+
+
+def _cpus(cpus: frozenset[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def pin(pids: list[int], cpus: frozenset[int]) -> None:
+    """Keep these processes on `cpus` (children forked later inherit it)."""
+    for pid in pids:
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except ProcessLookupError:
+            continue  # exited meanwhile
+
+
 def load_line() -> str:
     return "load average now: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 

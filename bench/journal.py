@@ -1,7 +1,7 @@
 """Group commit: notify's sending rate against the raw pooled rate, per state DB backend.
 
     .venv/bin/python bench/journal.py [--n 2000] [--connections 16] [--repeat 3]
-                                      [--state-url sqlite] [--state-url postgresql]
+                                      [--state-url sqlite] [--state-url postgresql] [--unpinned]
 
 The relay is `tools/smtp_server.py` as a sink in its own process, answering at once (0 ms), so
 whatever the journal costs shows. The state DB is prepared once by the PIN stage on a synthetic
@@ -38,6 +38,15 @@ Backends (`--state-url`, one column each; by default both when PostgreSQL's bina
   server), started once; per run a fresh database, its tables made by `StateStore`, the
   prepared SQLite DB's rows copied in, then ANALYZE and CHECKPOINT (none of it timed).
 
+Placement (`--unpinned` to leave it to the scheduler): with two or more CPUs the sink runs on
+a CPU of its own and everything else (this process, the PostgreSQL server) on the others. The
+relay is another machine in any deployment, and the sink is what limits the raw rate here, so
+nothing the journal brings along may take CPU from it. Left to the scheduler on two cores, the
+server's backend lands on the sink's CPU in some runs and on ours in others, and the same code
+swings between about 0.7x and 0.9x with it (pinned to the sink's CPU: 0.67x; to ours: 0.85-0.9x;
+raw is the same either way). Pinned, the server shares a CPU with this process: pessimistic
+for the journal, as in production the server has a host of its own.
+
 Target (#12): notify >= 0.85x raw on PostgreSQL. Headline: ``journal_group_commit_vs_raw``
 (notify_brand / raw on PostgreSQL if measured, else on the first backend).
 """
@@ -46,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -56,11 +66,13 @@ from typing import Any, Protocol
 from unittest import mock
 
 from _common import (
+    Placement,
     Timer,
     child_pids,
     headline,
     load_line,
     machine_line,
+    pin,
     process_tree_cpu_seconds,
     rate,
     ratio_line,
@@ -150,15 +162,24 @@ class Postgres:
     database per run, loaded with the prepared state DB's rows."""
 
     name: str = "postgresql"
+    cpus: frozenset[int] | None = None  # where the server runs (its backends inherit it)
     server: PgServer = field(default_factory=lambda: PgServer(durable=True))
     databases: int = 0
     background: int | None = None  # the server's own processes
 
     def __enter__(self) -> Postgres:
         self.server.start()
+        if self.cpus is not None:
+            postmaster = self.postmaster()
+            pin([postmaster, *child_pids(postmaster)], self.cpus)
         set_env(self.server.env)  # PGPASSWORD: StateStore(url) reads it, as a real run does
         print(f"PostgreSQL from {self.server.bindir}, durable (fsync on), at {self.server.url}")
         return self
+
+    def postmaster(self) -> int:
+        assert self.server.directory is not None
+        pid_file = self.server.directory / "data" / "postmaster.pid"
+        return int(pid_file.read_text().split()[0])
 
     def __exit__(self, *exc: object) -> None:
         self.server.stop()
@@ -174,9 +195,7 @@ class Postgres:
     def server_cpu_seconds(self) -> float:
         """The postmaster's CPU with its children's, once the last run's backends are gone
         (their CPU counts once the postmaster has reaped them)."""
-        assert self.server.directory is not None
-        pid_file = self.server.directory / "data" / "postmaster.pid"
-        postmaster = int(pid_file.read_text().split()[0])
+        postmaster = self.postmaster()
         if self.background is None:  # checkpointer, WAL writer ...: no client yet
             time.sleep(0.5)  # the connection that made the first database is gone by now
             self.background = len(child_pids(postmaster))
@@ -186,9 +205,12 @@ class Postgres:
         return process_tree_cpu_seconds(postmaster)
 
 
-BACKENDS: dict[str, Callable[[str], Backend]] = {
-    "sqlite": lambda url: Sqlite(),
-    "postgresql": lambda url: Postgres() if url == "postgresql" else throw_away_only(url),
+# A backend from its --state-url, and the CPUs a server of its own runs on (None: anywhere).
+BACKENDS: dict[str, Callable[[str, frozenset[int] | None], Backend]] = {
+    "sqlite": lambda url, cpus: Sqlite(),
+    "postgresql": lambda url, cpus: (
+        Postgres(cpus=cpus) if url == "postgresql" else throw_away_only(url)
+    ),
 }
 
 
@@ -205,11 +227,11 @@ NO_POSTGRES = (
 )
 
 
-def backend(url: str) -> Backend:
+def backend(url: str, cpus: frozenset[int] | None) -> Backend:
     scheme = url.split(":", 1)[0]
     if scheme not in BACKENDS:
         raise SystemExit(f"--state-url {url}: known schemes are {', '.join(BACKENDS)}")
-    return BACKENDS[scheme](url)
+    return BACKENDS[scheme](url, cpus)
 
 
 def default_backends() -> list[str]:
@@ -322,12 +344,19 @@ class Results:
 
 
 def measure(
-    backends: list[Backend], work: Path, prepared: Path, brand: Brand, n: int, conns: int, rep: int
+    backends: list[Backend],
+    work: Path,
+    prepared: Path,
+    brand: Brand,
+    n: int,
+    conns: int,
+    rep: int,
+    relay_cpus: frozenset[int] | None,
 ) -> Results:
     messages = serialise(brand, pending(prepared, brand, n))
     rows = [RAW, NO_JOURNAL, *JOURNALS, UNCLAIMED, NOTIFY_BRAND]
     res = Results({r: {} for r in rows}, {r: {} for r in rows}, {r: {} for r in rows}, {})
-    with smtp_sink(0.0) as sink:
+    with smtp_sink(0.0, relay_cpus) as sink:
         for round_ in range(1, rep + 1):
             section(f"round {round_} of {rep}: {n} messages, {conns} connections, 0 ms")
             send = (brand, sink.url, n, conns)
@@ -412,18 +441,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         "server); default both if PostgreSQL is installed, else sqlite",
     )
     parser.add_argument("--workdir", type=Path, help="keep files here instead of a temp dir")
+    parser.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="let the scheduler place the sink, this process and the DB server (see above)",
+    )
     args = parser.parse_args(argv)
-    backends = [backend(url) for url in args.state_url or default_backends()]
+    placement = None if args.unpinned else Placement.split()
+    rest = placement.rest if placement else None
+    backends = [backend(url, rest) for url in args.state_url or default_backends()]
 
     brand = load_brand("congstar")
     print(machine_line())
+    if placement is not None:
+        pin([os.getpid()], placement.rest)  # its threads, started later, inherit it
+        print(f"placement: {placement}")
+    else:
+        print("placement: unpinned, wherever the scheduler puts each process")
     with scratch_dir("journal", args.workdir) as work, ExitStack() as stack:
         for b in backends:
             stack.enter_context(b)
         with Timer() as t:
             prepared = prepare_state(work, brand, int(args.n * 1.05) + 100)
         print(f"prepared the state DB in {t.seconds:.1f} s")
-        res = measure(backends, work, prepared, brand, args.n, args.connections, args.repeat)
+        relay_cpus = placement.relay if placement else None
+        res = measure(
+            backends, work, prepared, brand, args.n, args.connections, args.repeat, relay_cpus
+        )
     report(res, backends)
     print(load_line())
     # The target (#12) is on PostgreSQL: its ratio is the headline when it was measured.

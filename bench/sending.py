@@ -55,6 +55,7 @@ from _common import (
     headline,
     load_line,
     machine_line,
+    pin,
     rate,
     ratio_line,
     scratch_dir,
@@ -98,12 +99,14 @@ class Sink:
 
 
 @contextmanager
-def smtp_sink(delay_ms: float) -> Iterator[Sink]:
-    """`tools/smtp_server.py` as a counting sink in its own process."""
+def smtp_sink(delay_ms: float, cpus: frozenset[int] | None = None) -> Iterator[Sink]:
+    """`tools/smtp_server.py` as a counting sink in its own process (on `cpus` if given)."""
     command = [sys.executable, str(REPO / "tools" / "smtp_server.py")]
     command += ["--host", HOST, "--port", "0", "--delay-ms", str(delay_ms)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
+    if cpus is not None:
+        pin([proc.pid], cpus)
     try:
         sink = Sink(int(proc.stdout.readline()))
         yield sink
