@@ -148,6 +148,7 @@ class Composer:
         )
 
     def _from_skeletons(self, recipient: Recipient) -> Rendered:
+        """What `_render_in_full` gives, from the skeletons (`rollout.messages.skeletons`)."""
         skeletons, plain, escaped = self._filling(recipient)
         return Rendered(
             subject=one_line(fill(skeletons.subject, plain)),
