@@ -104,7 +104,9 @@ def deployments(settings: Settings) -> list[object]:
     common = settings.model_copy(
         update={"exports": exports, "state_dir": settings.state_dir.resolve()}
     )
-    parameters = {"settings": common.model_dump(mode="json")}
+    # What was not set stays out: where a run starts (a worker), its environment fills it in
+    # (ROLLOUT_STATE_URL, ROLLOUT_TRANSPORT) as it does for the CLI; a null would override it.
+    parameters = {"settings": common.model_dump(mode="json", exclude_none=True)}
     waves = [
         scheduled_wave.to_deployment(
             name=f"wave-{b.slug}",

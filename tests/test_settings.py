@@ -316,6 +316,33 @@ def test_serve_after_deadline_reaches_the_wave_deployments(tmp_path: Path) -> No
     assert not any(d.parameters["settings"]["after_deadline"] for d in late)  # type: ignore[attr-defined]
 
 
+def test_a_deployment_leaves_an_unset_state_db_and_transport_to_the_worker_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.serve import deployments, scheduled_wave
+
+    for name in ("ROLLOUT_STATE_URL", "ROLLOUT_TRANSPORT"):
+        monkeypatch.delenv(name, raising=False)
+    unset = deployments(load_settings(exports=SAMPLES, state_dir=tmp_path))[0]
+    pinned = deployments(
+        load_settings(
+            exports=SAMPLES,
+            state_dir=tmp_path,
+            state_url="postgresql://rollout@db-a.internal/rollout",
+            transport="smtp://relay-a.internal:25",
+        )
+    )[0]
+    # On the worker, with its own environment, as the engine validates a run's parameters.
+    monkeypatch.setenv("ROLLOUT_STATE_URL", "postgresql://rollout@db-b.internal/rollout")
+    monkeypatch.setenv("ROLLOUT_TRANSPORT", "smtp+starttls://relay-b.internal:587")
+    on_worker = scheduled_wave.validate_parameters(unset.parameters)["settings"]  # type: ignore[attr-defined]
+    assert on_worker.state_url == "postgresql://rollout@db-b.internal/rollout"
+    assert on_worker.transport == "smtp+starttls://relay-b.internal:587"
+    given = scheduled_wave.validate_parameters(pinned.parameters)["settings"]  # type: ignore[attr-defined]
+    assert given.state_url == "postgresql://rollout@db-a.internal/rollout"
+    assert given.transport == "smtp://relay-a.internal:25"
+
+
 def test_the_deadline_message_names_the_flag_and_the_deployment_parameter(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
