@@ -33,17 +33,16 @@ _RELEASE = sql(
     "DELETE FROM deliveries WHERE brand = :brand AND campaign = :campaign "
     "AND customer_id = :customer_id AND status = 'sending'"
 )
-# A finished delivery: (customer_id, status, code, reason, permanent).
-Finished = tuple[str, str, int | None, str, bool]
 # Delivery's changes, each kind one statement per customer, keyed by the primary key.
-CHANGES = {"sending": _SENDING, "finished": _FINISHED, "released": _RELEASE}
+_CHANGES = {"sending": _SENDING, "finished": _FINISHED, "released": _RELEASE}
 
 
-def change_params(
+def _change_params(
     kind: str, brand: str, campaign: str, values: Sequence[Any], runner: str
 ) -> list[dict[str, Any]]:
-    """Each change's parameters for its statement in CHANGES: 'sending' (customer_id,
-    message_id, address), 'finished' (a `Finished`), 'released' (a customer_id)."""
+    """Each change's parameters for its statement in _CHANGES: 'sending' (customer_id,
+    message_id, address), 'finished' (customer_id, status, code, reason, permanent),
+    'released' (a customer_id)."""
     at = schema.now()
     if kind == "sending":
         return [
@@ -72,20 +71,15 @@ class Deliveries(Claims):
         )
         return {r[0] for r in rows}
 
-    # Each change has a `_many` form: the journal commits a batch of changes of one kind in
-    # one call (executemany). PostgreSQL's journal makes the same changes in one statement on
-    # a connection of its own (rollout.state.pg_journal).
+    # The journal records a batch of changes of one kind in one call (`record_changes`:
+    # executemany). PostgreSQL's journal makes the same changes in one statement on a
+    # connection of its own (rollout.state.pg_journal).
 
     def mark_sending(
         self, brand: str, campaign: str, customer_id: str, message_id: str, address: str
     ) -> None:
-        self.mark_sending_many(brand, campaign, [(customer_id, message_id, address)])
-
-    def mark_sending_many(
-        self, brand: str, campaign: str, sends: Sequence[tuple[str, str, str]]
-    ) -> None:
-        """(customer_id, message_id, address) of each: handed to the server next."""
-        self.record_changes(brand, campaign, "sending", sends)
+        """Handed to the server next."""
+        self.record_changes(brand, campaign, "sending", [(customer_id, message_id, address)])
 
     def mark_finished(
         self,
@@ -97,24 +91,18 @@ class Deliveries(Claims):
         reason: str,
         permanent: bool = False,
     ) -> None:
-        self.mark_finished_many(brand, campaign, [(customer_id, status, code, reason, permanent)])
-
-    def mark_finished_many(self, brand: str, campaign: str, outcomes: Sequence[Finished]) -> None:
-        """(customer_id, status, code, reason, permanent) of each."""
-        self.record_changes(brand, campaign, "finished", outcomes)
+        outcome = (customer_id, status, code, reason, permanent)
+        self.record_changes(brand, campaign, "finished", [outcome])
 
     def release(self, brand: str, campaign: str, customer_id: str) -> None:
         """The server certainly did not take the message (or it was claimed and never sent):
         the customer is pending again."""
-        self.release_many(brand, campaign, [customer_id])
-
-    def release_many(self, brand: str, campaign: str, customer_ids: Sequence[str]) -> None:
-        self.record_changes(brand, campaign, "released", customer_ids)
+        self.record_changes(brand, campaign, "released", [customer_id])
 
     def record_changes(self, brand: str, campaign: str, kind: str, values: Sequence[Any]) -> None:
-        """Changes of one `kind` ('sending', 'finished', 'released'; see `change_params`)."""
+        """Changes of one `kind` ('sending', 'finished', 'released'; see `_change_params`)."""
         runner = self.runner if kind == "sending" else ""
-        self._write(CHANGES[kind], change_params(kind, brand, campaign, values, runner))
+        self._write(_CHANGES[kind], _change_params(kind, brand, campaign, values, runner))
 
     def deliveries_matching(
         self, *, message_id: str | None = None, address: str | None = None

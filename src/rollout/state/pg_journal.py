@@ -8,8 +8,8 @@ A batch is one statement, one round trip and one commit (one WAL flush), whateve
 each kind of change is a data-modifying CTE whose values come as arrays (`unnest`), so the
 client adapts a few lists instead of a row of parameters per change (a third of the CPU of
 running the store's own statements row by row). They make the same changes as
-`Deliveries.mark_sending_many`, `mark_finished_many` and `release_many` (SQLite's journal
-runs those); tests/test_journal.py checks both backends against the same outcomes.
+`Deliveries.record_changes` (SQLite's journal runs that); tests/test_journal.py checks both
+backends against the same outcomes.
 
 Every row is found by its key, whatever the planner knows. A run plans its statements while
 the campaign has few deliveries and keeps those plans while it grows to millions; a plain join
