@@ -57,8 +57,9 @@ def _as_html_text(value: str) -> str:
     return escaped.replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _encoded(rendered: Rendered) -> tuple[str, str]:
-    return quoted_printable(rendered.text), quoted_printable(rendered.html)
+def _encoded(rendered: Rendered) -> tuple[str, str, str]:
+    """The subject, and the text and HTML as quoted-printable."""
+    return rendered.subject, quoted_printable(rendered.text), quoted_printable(rendered.html)
 
 
 class Skeletons(NamedTuple):
@@ -177,9 +178,12 @@ class Composer:
 
     def _subject_and_bodies(self, recipient: Recipient) -> tuple[str, str, str]:
         """The subject, and the text and HTML as quoted-printable."""
-        if not self._skeletons_checked:
-            rendered = self.render(recipient)
-            return rendered.subject, *_encoded(rendered)
+        if self._skeletons_checked:
+            return self._encoded_from_skeletons(recipient)
+        return _encoded(self.render(recipient))
+
+    def _encoded_from_skeletons(self, recipient: Recipient) -> tuple[str, str, str]:
+        """What `_encoded` gives of `_from_skeletons`, encoding only the lines with a value."""
         skeletons, plain, escaped = self._filling(recipient)
         subject = one_line(fill(skeletons.subject, plain))
         return subject, skeletons.text.fill(plain), skeletons.html.fill(escaped)
@@ -196,9 +200,7 @@ class Composer:
             for recipient in (sample_recipient(source), _plain_sample(source)):
                 full = self._render_in_full(self._context(recipient))
                 same &= self._from_skeletons(recipient) == full
-                skeletons, plain, escaped = self._filling(recipient)
-                encoded = (skeletons.text.fill(plain), skeletons.html.fill(escaped))
-                same &= encoded == _encoded(full)
+                same &= self._encoded_from_skeletons(recipient) == _encoded(full)
         self._skeletons_checked = same
         for source in PinSource:
             recipient = sample_recipient(source)
