@@ -166,32 +166,38 @@ def test_sending_is_committed_before_the_server_sees_the_message(
     assert Counter(d.status for d in store.deliveries("jamobil", campaign)) == {"sent": 120}
 
 
-# The DB refuses the 20th outcome, as a full disk would.
-REFUSE_THE_20TH_OUTCOME = {
-    "sqlite": [
-        """CREATE TRIGGER refuse BEFORE UPDATE ON deliveries
-        WHEN NEW.status = 'sent' AND (SELECT count(*) FROM deliveries
-                                      WHERE status = 'sent') >= 19
-        BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"""
-    ],
-    "postgresql": [
-        """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-            IF NEW.status = 'sent' AND (SELECT count(*) FROM deliveries
-                                        WHERE status = 'sent') >= 19 THEN
-                RAISE EXCEPTION 'database or disk is full (test)';
-            END IF;
-            RETURN NEW;
-        END $$""",
-        "CREATE TRIGGER refuse BEFORE UPDATE ON deliveries FOR EACH ROW EXECUTE FUNCTION refuse()",
-    ],
-}
+FULL = "database or disk is full (test)"
+
+
+def refuse(state: str, event: str, when: str = "true") -> None:
+    """The state DB refuses `event` on deliveries where `when` holds, as a full disk would."""
+    with StateStore(state) as store:
+        if store.dialect == "sqlite":
+            statements = [
+                f"""CREATE TRIGGER refuse BEFORE {event} ON deliveries WHEN {when}
+                BEGIN SELECT RAISE(ABORT, '{FULL}'); END"""
+            ]
+        else:
+            statements = [
+                f"""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                    IF {when} THEN RAISE EXCEPTION '{FULL}'; END IF;
+                    RETURN NEW;
+                END $$""",
+                f"CREATE TRIGGER refuse BEFORE {event} ON deliveries "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()",
+            ]
+        for statement in statements:
+            store.db.exec_driver_sql(statement)
+
+
+def refuse_the_20th_outcome(state: str) -> None:
+    sent = "(SELECT count(*) FROM deliveries WHERE status = 'sent')"
+    refuse(state, "UPDATE", when=f"NEW.status = 'sent' AND {sent} >= 19")
 
 
 def test_a_failed_commit_stops_delivery_and_propagates(state_url: str) -> None:
     n = 300
-    with StateStore(state_url) as store:
-        for statement in REFUSE_THE_20TH_OUTCOME[store.dialect]:
-            store.db.exec_driver_sql(statement)
+    refuse_the_20th_outcome(state_url)
     with (
         SmtpTestServer() as server,
         pytest.raises((DBAPIError, psycopg.Error), match="disk is full"),
@@ -207,27 +213,10 @@ def test_a_failed_commit_stops_delivery_and_propagates(state_url: str) -> None:
     assert set(found) <= {"sent", "sending"}
 
 
-# The DB refuses every 'sending' mark (a new delivery row), as a full disk would.
-REFUSE_EVERY_SENDING_MARK = {
-    "sqlite": [
-        """CREATE TRIGGER refuse BEFORE INSERT ON deliveries
-        BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"""
-    ],
-    "postgresql": [
-        """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-            RAISE EXCEPTION 'database or disk is full (test)';
-        END $$""",
-        "CREATE TRIGGER refuse BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION refuse()",
-    ],
-}
-
-
 def test_no_message_is_handed_over_before_its_sending_mark_is_recorded(state_url: str) -> None:
     """The mark's commit overlaps MAIL FROM and RCPT TO, but DATA waits for it: when it
     fails, the server has taken nothing, and delivery stops with the DB's error."""
-    with StateStore(state_url) as store:
-        for statement in REFUSE_EVERY_SENDING_MARK[store.dialect]:
-            store.db.exec_driver_sql(statement)
+    refuse(state_url, "INSERT")  # every 'sending' mark (a new delivery row)
     refused = pytest.raises((DBAPIError, psycopg.Error), match="disk is full")
     with SmtpTestServer() as server, refused:
         send_journalled(server.url, state_url, 20, connections=4)

@@ -18,7 +18,7 @@ from uuid import UUID
 
 import pytest
 from conftest import REPO, SAMPLES
-from test_journal import REFUSE_THE_20TH_OUTCOME
+from test_journal import refuse_the_20th_outcome
 from test_notify import prepared_state, reachable
 
 from rollout.brands import campaign_id, load_brand
@@ -190,8 +190,8 @@ def test_a_state_db_that_refuses_an_outcome_is_one_line_and_exit_4(
     SQLAlchemy's) stops notify with one line naming the state DB; nothing is mailed twice."""
     url = backend_env.get("ROLLOUT_STATE_URL")
     with prepared_state(tmp_path, url=url) as store:
-        for statement in REFUSE_THE_20TH_OUTCOME[store.dialect]:
-            store.db.exec_driver_sql(statement)
+        state = store.url
+    refuse_the_20th_outcome(state)
     with SmtpTestServer() as server:
         args = ["notify", "--brand", "jamobil", "--state-dir", str(tmp_path), "--after-deadline"]
         done = rollout(*args, "--transport", server.url, env=backend_env)
